@@ -1,0 +1,67 @@
+"""Settings, built once at the edge (CLI, API, Streamlit) from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer (not {raw!r})") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the portal; build with :meth:`from_env`, never mutate.
+
+    Sizes are bytes, times seconds.
+    """
+
+    home: Path = Path("model_cache")
+    db_url: str | None = None
+    max_upload_bytes: int = 2 * GIB
+    cache_bytes: int = 1024 * MIB
+    cache_count: int = 32
+    sandbox_memory_bytes: int = 8 * GIB
+    sandbox_cpu_seconds: int = 300
+    sandbox_timeout_seconds: int = 600
+    max_image_pixels: int = 40_000_000
+    chunk_rows: int = 65_536
+    max_zip_ratio: int = 200
+    ref_ttl_seconds: float = 1.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``PORTAL_*`` variables; keyword overrides win over the environment."""
+        env = dict(os.environ if env is None else env)
+        settings = cls(
+            home=Path(env.get("PORTAL_HOME") or "model_cache"),
+            db_url=env.get("PORTAL_DB_URL") or None,
+            max_upload_bytes=_env_int(env, "PORTAL_MAX_UPLOAD_MB", 2048) * MIB,
+            cache_bytes=_env_int(env, "PORTAL_CACHE_MB", 1024) * MIB,
+            cache_count=_env_int(env, "PORTAL_CACHE_COUNT", 32),
+            sandbox_memory_bytes=_env_int(env, "PORTAL_SANDBOX_MEMORY_MB", 8192) * MIB,
+            sandbox_cpu_seconds=_env_int(env, "PORTAL_SANDBOX_CPU_S", 300),
+            sandbox_timeout_seconds=_env_int(env, "PORTAL_SANDBOX_TIMEOUT_S", 600),
+            max_image_pixels=_env_int(env, "PORTAL_MAX_IMAGE_PIXELS", 40_000_000),
+            chunk_rows=_env_int(env, "PORTAL_CHUNK_ROWS", 65_536),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def resolved_db_url(self) -> str:
+        """The database URL: ``PORTAL_DB_URL`` or the SQLite file in the home."""
+        return self.db_url or f"sqlite:///{(self.home / 'portal.db').resolve()}"

@@ -1,0 +1,463 @@
+"""The ``Portal`` facade: the one object every front door talks to."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import io
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from .config import Settings
+from .dataio import iter_table_chunks, read_input, write_frame
+from .errors import InvalidInputError, InvalidNameError, NotFoundError, PortalError
+from .images import IMAGE_SUFFIXES, load_image, preprocess_images
+from .predict import Prediction, run_feeds
+from .refs import ModelRef, check_name
+from .registry import ModelSummary, ModelVersion, Registry
+from .runtime import LoadedSession, SessionCache, SessionConfig
+from .signature import Feeds, coerce, tensor_inputs
+from .store import BlobStore, receive_stream
+
+__all__ = ["Portal", "StagedModel"]
+
+Source = str | Path | bytes | BinaryIO
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StagedModel:
+    """An upload that passed ingest and waits for the user's confirmation."""
+
+    id: str
+    workdir: Path
+    filename: str
+    report: Any  # portal.ingest.IngestReport
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.report.info
+
+    @property
+    def suggested(self) -> dict[str, Any]:
+        return self.report.suggested
+
+
+def _default_actor() -> str:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return "local"
+
+
+def _suggest_name(filename: str) -> str:
+    stem = Path(filename).name.split(".")[0]
+    clean = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-_")
+    return clean[:64] or "model"
+
+
+class Portal:
+    """Registry + blob store + session cache, behind one API.
+
+    Open with :meth:`open`; share one instance per process (it is thread-safe).
+    """
+
+    def __init__(self, settings: Settings, *, registry: Registry | None = None, actor: str | None = None) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.store = BlobStore(self.home)
+        self.registry = registry or Registry.open(settings.resolved_db_url)
+        self.cache = SessionCache(max_bytes=settings.cache_bytes, max_count=settings.cache_count)
+        self.actor = actor or _default_actor()
+        self._refs: dict[str, tuple[float, ModelVersion]] = {}
+        self._refs_lock = threading.Lock()
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    @classmethod
+    def open(cls, home: str | Path | None = None, *, settings: Settings | None = None, **overrides: Any) -> Portal:
+        """Open (creating if needed) the store at ``home`` (default ``$PORTAL_HOME`` or ``./model_cache``)."""
+        if settings is None:
+            settings = Settings.from_env(**({"home": Path(home)} if home is not None else {}), **overrides)
+        elif home is not None:
+            from dataclasses import replace
+
+            settings = replace(settings, home=Path(home))
+        return cls(settings)
+
+    def close(self) -> None:
+        self.cache.clear()
+        self.registry.close()
+
+    # -- lookup -------------------------------------------------------------
+    def _invalidate(self) -> None:
+        with self._refs_lock:
+            self._refs.clear()
+
+    def get(self, ref: str | ModelRef) -> ModelVersion:
+        """The version ``ref`` points at (cached for ``ref_ttl_seconds``)."""
+        key = str(ref)
+        now = time.monotonic()
+        hit = self._refs.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        version = self.registry.resolve(ref)
+        with self._refs_lock:
+            self._refs[key] = (now + self.settings.ref_ttl_seconds, version)
+        return version
+
+    def list_models(self) -> list[ModelSummary]:
+        return self.registry.list_models()
+
+    def get_model(self, name: str) -> ModelSummary:
+        return self.registry.get_model(name)
+
+    def model_path(self, ref: str | ModelRef) -> Path:
+        """Local path of the version's ONNX file (read-only)."""
+        version = self.get(ref)
+        path = self.store.path(version.blob_sha)
+        if not path.is_file():
+            raise NotFoundError(f"the file of {version.ref} is missing from the store; run `portal fsck`")
+        return path
+
+    def model_bytes(self, ref: str | ModelRef) -> bytes:
+        return self.model_path(ref).read_bytes()
+
+    def reference_frame(self, ref: str | ModelRef) -> pd.DataFrame | None:
+        """The version's reference data set, if it has one."""
+        version = self.get(ref)
+        sha = version.reference_sha
+        if not sha:
+            return None
+        if sha not in self._frames:
+            self._frames[sha] = pd.read_parquet(self.store.path(sha))
+        return self._frames[sha].copy()
+
+    # -- ingest -------------------------------------------------------------
+    def prepare(
+        self,
+        source: Source,
+        *,
+        filename: str | None = None,
+        input_shape: Sequence[int] | None = None,
+        progress: Progress | None = None,
+    ) -> StagedModel:
+        """Receive and validate an upload in the sandbox; nothing is registered yet."""
+        from .ingest import ingest_file
+
+        filename = filename or (Path(source).name if isinstance(source, (str, Path)) else "upload")
+        workdir = self.store.make_staging_dir("upload")
+        try:
+            upload = workdir / "upload.bin"
+            self._receive(source, upload)
+            if progress:
+                progress("received")
+            report = ingest_file(upload, workdir, settings=self.settings, input_shape=input_shape, progress=progress)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return StagedModel(id=workdir.name, workdir=workdir, filename=Path(filename).name, report=report)
+
+    def _receive(self, source: Source, dest: Path) -> None:
+        limit = self.settings.max_upload_bytes
+        if isinstance(source, (bytes, bytearray)):
+            receive_stream(io.BytesIO(source), dest, limit=limit)
+        elif isinstance(source, (str, Path)):
+            path = Path(source)
+            if not path.is_file():
+                raise InvalidInputError(f"no such file: {path}")
+            with open(path, "rb") as fh:
+                receive_stream(fh, dest, limit=limit)
+        else:
+            receive_stream(source, dest, limit=limit)
+
+    def discard(self, staged: StagedModel) -> None:
+        """Forget a staged upload and remove its files."""
+        shutil.rmtree(staged.workdir, ignore_errors=True)
+
+    def register(
+        self,
+        source: Source | StagedModel,
+        name: str | None = None,
+        *,
+        filename: str | None = None,
+        input_shape: Sequence[int] | None = None,
+        progress: Progress | None = None,
+        **metadata: Any,
+    ) -> ModelVersion:
+        """Ingest ``source`` and register it as the next version of ``name``.
+
+        Metadata keywords: description, tags, task, feature_names, class_labels,
+        preprocessing, reference (DataFrame or CSV/Parquet path), actor.
+        """
+        staged = source if isinstance(source, StagedModel) else self.prepare(
+            source, filename=filename, input_shape=input_shape, progress=progress
+        )
+        try:
+            version = self._register_staged(staged, name, metadata)
+        finally:
+            self.discard(staged)
+        if progress:
+            progress("registered")
+        return version
+
+    def _register_staged(self, staged: StagedModel, name: str | None, metadata: dict[str, Any]) -> ModelVersion:
+        from .metadata import build_version_meta
+
+        name = check_name(name or _suggest_name(staged.filename))
+        actor = metadata.pop("actor", None) or self.actor
+        reference = metadata.pop("reference", None)
+        parent = metadata.pop("parent", None)
+        method = metadata.pop("method", None)
+        method_params = metadata.pop("method_params", None)
+        model_fields, meta = build_version_meta(staged.report, metadata)
+        blob = self.store.adopt(staged.report.model_path)
+        ref_blob = self._store_reference(reference, staged.report.info["signature"], meta) if reference is not None else None
+        version = self.registry.add_version(
+            name, blob_sha=blob.sha256, size_bytes=blob.size, source_format=staged.report.source_format,
+            info=staged.report.info, meta=meta, actor=actor, parent=parent, method=method,
+            method_params=method_params, reference_sha=ref_blob, model_fields=model_fields,
+        )
+        self._invalidate()
+        return version
+
+    def _store_reference(self, reference: Any, signature: dict[str, Any], meta: dict[str, Any]) -> str:
+        frame = reference if isinstance(reference, pd.DataFrame) else read_input(reference)
+        if not isinstance(frame, pd.DataFrame) or frame.empty:
+            raise InvalidInputError("reference data must be a non-empty table (DataFrame, CSV or Parquet)")
+        frame = frame.copy()
+        frame.columns = [str(c) for c in frame.columns]
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return self.store.put_bytes(buffer.getvalue()).sha256
+
+    # -- registry writes ------------------------------------------------------
+    def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str | None = None) -> ModelVersion:
+        version = self.registry.set_alias(ref, alias, actor=actor or self.actor)
+        self._invalidate()
+        return version
+
+    def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
+        self.registry.remove_alias(name, alias, actor=actor or self.actor)
+        self._invalidate()
+
+    def update_model(self, name: str, *, actor: str | None = None, **fields: Any) -> ModelSummary:
+        summary = self.registry.update_model(name, actor=actor or self.actor, **fields)
+        self._invalidate()
+        return summary
+
+    def update_version(self, ref: str | ModelRef, *, actor: str | None = None, **fields: Any) -> ModelVersion:
+        version = self.registry.update_version_meta(ref, actor=actor or self.actor, **fields)
+        self._invalidate()
+        return version
+
+    def delete(self, ref: str | ModelRef, *, force: bool = False, actor: str | None = None) -> list[str]:
+        """Delete a version (``name:3``) or a whole model (``name``); return what was deleted.
+
+        Refused while an alias points at it or variants depend on it, unless ``force``.
+        """
+        parsed = ModelRef.parse(ref)
+        actor = actor or self.actor
+        if parsed.version is None and parsed.alias is None:
+            summary = self.registry.delete_model(parsed.name, actor=actor, force=force)
+            gone = [v for v in summary.versions]
+        else:
+            gone = [self.registry.delete_version(parsed, actor=actor, force=force)]
+        self._invalidate()
+        for version in gone:
+            self._collect_blob(version.blob_sha)
+            if version.reference_sha:
+                self._collect_blob(version.reference_sha)
+        return [v.ref for v in gone]
+
+    def _collect_blob(self, sha: str) -> None:
+        if not self.registry.blob_in_use(sha):
+            self.cache.discard(sha)
+            self.store.delete(sha)
+
+    # -- predict --------------------------------------------------------------
+    def session(self, version: ModelVersion, *, config: SessionConfig = SessionConfig()) -> LoadedSession:
+        """The shared onnxruntime session of ``version``."""
+        return self.cache.get(
+            version.blob_sha, lambda: self._blob_source(version), size_bytes=version.size_bytes,
+            signature=version.signature, config=config,
+        )
+
+    def _blob_source(self, version: ModelVersion) -> Path:
+        path = self.store.path(version.blob_sha)
+        if not path.is_file():
+            raise NotFoundError(f"the file of {version.ref} is missing from the store; run `portal fsck`")
+        return path
+
+    def coerce(self, ref: str | ModelRef | ModelVersion, data: Any, **options: Any) -> Feeds:
+        """The feeds ``predict`` would run for ``data`` (for previews and checks)."""
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        return self._coerce(version, data, **options)
+
+    def _coerce(self, version: ModelVersion, data: Any, *, allow_nan: bool = False, extra_columns: str = "error") -> Feeds:
+        if isinstance(data, (str, Path)):
+            data = self._read_file(version, Path(data))
+        return coerce(version.signature, data, feature_names=version.feature_names,
+                      allow_nan=allow_nan, extra_columns=extra_columns)
+
+    def _read_file(self, version: ModelVersion, path: Path) -> Any:
+        if not path.is_file():
+            raise InvalidInputError(f"no such file: {path}")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return self.images_to_array(version, [path])
+        return read_input(path)
+
+    def images_to_array(self, ref: str | ModelRef | ModelVersion, images: Sequence[Any], names: Sequence[str] | None = None) -> np.ndarray:
+        """Decode and preprocess images (paths, bytes or PIL images) for ``ref``."""
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        decoded = []
+        for i, image in enumerate(images):
+            label = names[i] if names else (Path(image).name if isinstance(image, (str, Path)) else f"image {i + 1}")
+            if hasattr(image, "convert"):
+                decoded.append(image)
+            else:
+                decoded.append(load_image(image, max_pixels=self.settings.max_image_pixels, name=label))
+        return preprocess_images(decoded, version.signature, version.preprocessing)
+
+    def predict(
+        self,
+        ref: str | ModelRef | ModelVersion,
+        data: Any,
+        *,
+        allow_nan: bool = False,
+        extra_columns: str = "error",
+        run_options: Any = None,
+    ) -> Prediction:
+        """Predict with the version ``ref`` on ``data`` (see :func:`portal.signature.coerce`)."""
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        start = time.perf_counter()
+        feeds = self._coerce(version, data, allow_nan=allow_nan, extra_columns=extra_columns)
+        loaded = self.session(version)
+        fixed = _fixed_batch(version.signature)
+        outputs, keys = run_feeds(loaded, feeds, chunk_rows=self.settings.chunk_rows,
+                                  fixed_batch=fixed, run_options=run_options)
+        return Prediction(
+            ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=time.perf_counter() - start,
+            task=version.task, class_labels=version.class_labels, output_keys=keys,
+            unused_columns=feeds.unused_columns,
+            index=data.index if isinstance(data, pd.DataFrame) else None,
+        )
+
+    def predict_file(
+        self,
+        ref: str | ModelRef,
+        path: str | Path,
+        output: str | Path | None = None,
+        *,
+        extra_columns: str = "error",
+        progress: Callable[[int], None] | None = None,
+    ) -> pd.DataFrame | Prediction:
+        """Score a file; CSV/Parquet are streamed in chunks so memory stays bounded.
+
+        With ``output`` the results are written there (by suffix) and a summary is
+        returned; without it the full results table.
+        """
+        version = self.get(ref)
+        path = Path(path)
+        if path.suffix.lower() not in (".csv", ".parquet"):
+            prediction = self.predict(version, path, extra_columns=extra_columns)
+            if output is not None:
+                write_frame(prediction.to_frame(), Path(output), outputs=prediction.outputs)
+            return prediction
+        frames = []
+        writer = _ChunkWriter(Path(output)) if output is not None else None
+        rows = 0
+        ok = False
+        try:
+            for chunk in iter_table_chunks(path, chunk_rows=self.settings.chunk_rows):
+                result = self.predict(version, chunk, extra_columns=extra_columns).to_frame()
+                rows += len(result)
+                if writer:
+                    writer.write(result)
+                else:
+                    frames.append(result)
+                if progress:
+                    progress(rows)
+            ok = True
+        finally:
+            if writer:
+                writer.close(keep=ok and rows > 0)
+        if rows == 0:
+            raise InvalidInputError(f"{path.name} has no data rows")
+        return pd.DataFrame({"rows": [rows]}) if writer else pd.concat(frames, ignore_index=True)
+
+    # -- demo -----------------------------------------------------------------
+    def load_demo(self, *, progress: Progress | None = None) -> list[ModelVersion]:
+        """Register the demo models unless they are already there (idempotent)."""
+        from .demo import build_demo_sources
+
+        existing = set(self.registry.model_names())
+        with self.store.staging("demo") as workdir:
+            sources = build_demo_sources(workdir)
+            added = []
+            for src in sources:
+                if src.name in existing:
+                    continue
+                if progress:
+                    progress(src.name)
+                added.append(self.register(
+                    src.path, src.name, input_shape=src.input_shape, description=src.description,
+                    task=src.task, tags=src.tags, feature_names=src.feature_names,
+                    class_labels=src.class_labels, preprocessing=src.preprocessing,
+                    reference=src.reference, actor="demo",
+                ))
+        return added
+
+
+def _fixed_batch(signature: dict[str, Any]) -> int | None:
+    specs = tensor_inputs(signature)
+    shape = specs[0].get("shape") if specs else None
+    if shape and isinstance(shape[0], int) and shape[0] >= 1:
+        return shape[0]
+    return None
+
+
+class _ChunkWriter:
+    """Append result chunks to a CSV (formulas escaped) or Parquet file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.suffix = path.suffix.lower()
+        if self.suffix not in (".csv", ".parquet"):
+            raise InvalidInputError(f"cannot stream results to {path.name!r}: use a .csv or .parquet output")
+        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        self._first = True
+        self._writer: Any = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.suffix == ".csv":
+            from .dataio import escape_formulas
+
+            escape_formulas(frame).to_csv(self._tmp, mode="w" if self._first else "a", header=self._first, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            self._writer.write_table(table)
+        self._first = False
+
+    def close(self, *, keep: bool) -> None:
+        """Finish the file, or remove it when the scoring failed part-way."""
+        if self._writer is not None:
+            self._writer.close()
+        if keep and self._tmp.exists():
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
