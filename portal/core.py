@@ -26,7 +26,7 @@ from .predict import Prediction, run_feeds
 from .refs import ModelRef, check_name
 from .registry import ModelSummary, ModelVersion, Registry
 from .runtime import LoadedSession, SessionCache, SessionConfig
-from .signature import Feeds, coerce, tensor_inputs
+from .signature import FastPlan, Feeds, coerce, tensor_inputs
 from .store import BlobStore, receive_stream
 
 __all__ = ["Portal", "StagedModel"]
@@ -82,6 +82,7 @@ class Portal:
         self._refs: dict[str, tuple[float, ModelVersion]] = {}
         self._refs_lock = threading.Lock()
         self._frames: dict[str, pd.DataFrame] = {}
+        self._plans: dict[str, tuple[FastPlan | None, int | None]] = {}
 
     @classmethod
     def open(cls, home: str | Path | None = None, *, settings: Settings | None = None, **overrides: Any) -> Portal:
@@ -338,11 +339,16 @@ class Portal:
         run_options: Any = None,
     ) -> Prediction:
         """Predict with the version ``ref`` on ``data`` (see :func:`portal.signature.coerce`)."""
-        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
         start = time.perf_counter()
-        feeds = self._coerce(version, data, allow_nan=allow_nan, extra_columns=extra_columns)
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        plan = self._plans.get(version.blob_sha)
+        if plan is None:
+            plan = self._plans[version.blob_sha] = (FastPlan.build(version.signature), _fixed_batch(version.signature))
+        fast, fixed = plan
+        feeds = fast.feeds(data, allow_nan) if fast is not None else None
+        if feeds is None:
+            feeds = self._coerce(version, data, allow_nan=allow_nan, extra_columns=extra_columns)
         loaded = self.session(version)
-        fixed = _fixed_batch(version.signature)
         outputs, keys = run_feeds(loaded, feeds, chunk_rows=self.settings.chunk_rows,
                                   fixed_batch=fixed, run_options=run_options)
         return Prediction(
@@ -440,9 +446,9 @@ class _ChunkWriter:
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.suffix == ".csv":
-            from .dataio import escape_formulas
+            from .dataio import write_csv_chunk
 
-            escape_formulas(frame).to_csv(self._tmp, mode="w" if self._first else "a", header=self._first, index=False)
+            self._writer = write_csv_chunk(frame, self._writer, self._tmp)
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq

@@ -52,8 +52,51 @@ def read_table(source: str | Path | bytes, *, name: str | None = None) -> pd.Dat
         raise InvalidInputError(f"{Path(name).name} is not a readable {kind} file: {first}") from exc
 
 
-def iter_table_chunks(path: Path, *, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Stream a CSV or Parquet file in DataFrames of about ``chunk_rows`` rows."""
+def iter_table_chunks(path: Path, *, chunk_rows: int, prefetch: int = 2) -> Iterator[pd.DataFrame]:
+    """Stream a CSV or Parquet file in DataFrames of about ``chunk_rows`` rows.
+
+    A reader thread parses up to ``prefetch`` chunks ahead (pyarrow releases the
+    GIL), so parsing overlaps with inference while memory stays bounded.
+    """
+    import queue
+    import threading
+
+    items: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in _read_chunks(path, chunk_rows=chunk_rows):
+                while not stop.is_set():
+                    try:
+                        items.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(exc)
+
+    thread = threading.Thread(target=produce, name="portal-csv-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _read_chunks(path: Path, *, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    suffix = _suffix(path.name)
     suffix = _suffix(path.name)
     try:
         if suffix == ".parquet":
@@ -64,9 +107,10 @@ def iter_table_chunks(path: Path, *, chunk_rows: int) -> Iterator[pd.DataFrame]:
             return
         import pyarrow.csv as pacsv
 
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22))
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
         for batch in reader:
-            yield batch.to_pandas()
+            for start in range(0, batch.num_rows, chunk_rows):
+                yield batch.slice(start, chunk_rows).to_pandas()
     except InvalidInputError:
         raise
     except Exception as exc:  # pyarrow raises ArrowInvalid and friends
@@ -133,6 +177,22 @@ def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
             )
     renamed = {c: "'" + c for c in out.columns if isinstance(c, str) and c.startswith(_FORMULA_START)}
     return out.rename(columns=renamed)
+
+
+def write_csv_chunk(frame: pd.DataFrame, writer: Any, path: Path) -> Any:
+    """Append ``frame`` to a pyarrow CSV writer (created on the first chunk); formulas escaped."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    table = pa.Table.from_pandas(escape_formulas(frame), preserve_index=False)
+    if writer is None:
+        writer = pacsv.CSVWriter(str(path), table.schema)
+    try:
+        writer.write_table(table)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        # a later chunk inferred another type for a column (e.g. int vs float): write as text
+        writer.write_table(table.cast(pa.schema([(f.name, pa.string()) for f in table.schema])))
+    return writer
 
 
 def frame_to_csv_bytes(frame: pd.DataFrame) -> bytes:

@@ -19,7 +19,7 @@ import pandas as pd
 from .errors import InvalidInputError
 from .modelinfo import numpy_dtype
 
-__all__ = ["Feeds", "coerce", "describe_columns", "tensor_inputs"]
+__all__ = ["FastPlan", "Feeds", "coerce", "describe_columns", "tensor_inputs"]
 
 _MAX_LISTED = 8
 
@@ -254,6 +254,50 @@ def _name_column(exc: InvalidInputError, block: pd.DataFrame, spec: dict[str, An
         except InvalidInputError as inner:
             return inner
     return exc
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """Precomputed checks for the common case: a dict of ready numpy arrays."""
+
+    names: tuple[str, ...]
+    dtypes: tuple[np.dtype, ...]
+    tails: tuple[tuple[int | None, ...] | None, ...]
+    floats: tuple[bool, ...]
+
+    @classmethod
+    def build(cls, signature: dict[str, Any]) -> FastPlan | None:
+        specs = signature["inputs"]
+        if any(s.get("kind") != "tensor" or s.get("dtype") == "string" for s in specs):
+            return None
+        tails = tuple(
+            None if s.get("shape") is None else tuple(d if isinstance(d, int) else None for d in s["shape"][1:])
+            for s in specs
+        )
+        dtypes = tuple(numpy_dtype(s["dtype"]) for s in specs)
+        return cls(tuple(s["name"] for s in specs), dtypes, tails, tuple(d.kind == "f" for d in dtypes))
+
+    def feeds(self, data: Any, allow_nan: bool) -> Feeds | None:
+        """Feeds when ``data`` already matches exactly, else None (take the slow path)."""
+        if type(data) is not dict or len(data) != len(self.names):
+            return None
+        rows = -1
+        for name, dtype, tail, is_float in zip(self.names, self.dtypes, self.tails, self.floats):
+            arr = data.get(name)
+            if type(arr) is not np.ndarray or arr.dtype != dtype or arr.ndim == 0:
+                return None
+            if tail is not None:
+                if arr.ndim != len(tail) + 1:
+                    return None
+                for want, got in zip(tail, arr.shape[1:]):
+                    if want is not None and want != got:
+                        return None
+            if rows not in (-1, arr.shape[0]) or arr.shape[0] == 0:
+                return None
+            rows = arr.shape[0]
+            if is_float and not allow_nan and not np.isfinite(arr.sum()):
+                return None  # the slow path names the bad value (or accepts a mere overflow)
+        return Feeds(data, rows)
 
 
 def coerce(

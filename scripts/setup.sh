@@ -13,10 +13,14 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "setup: installing requirements (first time: a few minutes)"
-    .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -m pip install --quiet -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -m pip install --quiet --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -c "import portal, onnxruntime, torch, streamlit" 
+    log=".venv/pip-install.log"
+    if ! { .venv/bin/python -m pip install --quiet -r requirements.txt &&
+           .venv/bin/python -m pip install --quiet --no-deps -e . ; } >"$log" 2>&1; then
+        grep -v "^WARNING: Location" "$log" | tail -30 >&2
+        echo "setup: pip install failed (full log: $log)" >&2
+        exit 1
+    fi
+    .venv/bin/python -c "import portal, onnxruntime, torch, streamlit"
     echo "$want" > "$stamp"
 fi
 if [[ "${1:-}" == "--browser" ]] && [[ ! -x /usr/bin/chromium ]]; then

@@ -1,0 +1,31 @@
+"""Shared fixtures: a fresh portal store per test."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def portal_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def portal(portal_home: Path):
+    from portal import Portal
+
+    p = Portal.open(portal_home)
+    yield p
+    p.close()
+
+
+def files_under(path: Path) -> list[Path]:
+    """Every regular file below ``path`` (for 'nothing left behind' checks)."""
+    return sorted(p for p in path.rglob("*") if p.is_file())
