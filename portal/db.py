@@ -38,6 +38,7 @@ __all__ = [
     "AliasRow",
     "AuditRow",
     "Base",
+    "MeasurementRow",
     "ModelRow",
     "SCHEMA_VERSION",
     "TokenRow",
@@ -142,6 +143,22 @@ class TokenRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class MeasurementRow(Base):
+    """Size/speed/agreement figures of a version (against its parent), with the machine they came from."""
+
+    __tablename__ = "measurements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+    baseline_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    dataset_sha: Mapped[str] = mapped_column(String(64), index=True)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
 
 
 def _sqlite_setup(engine: Engine) -> None:
