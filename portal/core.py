@@ -32,6 +32,7 @@ from .store import BlobStore, receive_stream
 __all__ = ["Portal", "StagedModel"]
 
 Source = str | Path | bytes | BinaryIO
+DEMO_NAMES = ("breast-cancer", "diabetes", "digits", "wine")
 Progress = Callable[[str], None]
 
 
@@ -407,6 +408,8 @@ class Portal:
         from .demo import build_demo_sources
 
         existing = set(self.registry.model_names())
+        if existing >= set(DEMO_NAMES):
+            return []
         with self.store.staging("demo") as workdir:
             sources = build_demo_sources(workdir)
             added = []

@@ -43,6 +43,8 @@ def infer_task(info: dict[str, Any]) -> str:
         shape = kinds[0][2] or []
         if len(shape) <= 1 or (len(shape) == 2 and shape[1] == 1):
             return "regression"
+        if len(shape) == 2 and isinstance(shape[1], int) and "Softmax" in info.get("operators", {}):
+            return "classification"
     return "other"
 
 
@@ -97,7 +99,7 @@ def build_version_meta(report: Any, given: dict[str, Any]) -> tuple[dict[str, An
         _check_features(features, signature)
     if labels:
         _check_labels(labels, signature)
-    task = merged.get("task") or infer_task(report.info)
+    task = merged.get("task") or ("classification" if labels else infer_task(report.info))
     if task not in TASKS:
         raise InvalidInputError(f"invalid task {task!r}: expected one of {', '.join(TASKS)}")
     model_fields = {"description": merged.get("description"), "tags": merged.get("tags"), "task": task,

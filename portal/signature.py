@@ -202,6 +202,8 @@ def _from_frame(
     )
     if per_column:
         wanted = names
+    elif single is not None and feature_names and (_rank(single) or 0) > 2 and _fixed_size(single) == len(feature_names):
+        return _from_pixel_frame(single, frame, list(feature_names), allow_nan, extra_columns)
     elif single is not None and _rank(single) == 2:
         if feature_names:
             wanted = list(feature_names)
@@ -245,6 +247,30 @@ def _from_frame(
     except InvalidInputError as exc:
         raise _name_column(exc, block, single, allow_nan) from None
     return Feeds({single["name"]: _check_shape(arr, single)}, len(frame), extra)
+
+
+def _fixed_size(spec: dict[str, Any]) -> int | None:
+    tail = (spec.get("shape") or [])[1:]
+    return int(np.prod(tail)) if tail and all(isinstance(d, int) for d in tail) else None
+
+
+def _from_pixel_frame(
+    spec: dict[str, Any], frame: pd.DataFrame, wanted: list[str], allow_nan: bool, extra_columns: str
+) -> Feeds:
+    """One row of named values per sample, reshaped to a fixed N-D input (e.g. 64 pixels → 1×8×8)."""
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"missing column(s) {_listing(missing)}; the model needs {_listing(wanted)}")
+    extra = tuple(c for c in frame.columns if c not in wanted)
+    if extra and extra_columns == "error":
+        raise InvalidInputError(f"unexpected column(s) {_listing(extra)}; remove them, or ignore extra columns")
+    block = frame[wanted]
+    for col in wanted:
+        if block[col].dtype.kind not in "biuf":
+            cast(block[col].to_numpy(), spec["dtype"], f"column {col!r}", allow_nan=allow_nan)
+    arr = cast(block.to_numpy(), spec["dtype"], f"input {spec['name']!r}", allow_nan=allow_nan)
+    tail = tuple(spec["shape"][1:])
+    return Feeds({spec["name"]: arr.reshape((len(frame), *tail))}, len(frame), extra)
 
 
 def _name_column(exc: InvalidInputError, block: pd.DataFrame, spec: dict[str, Any], allow_nan: bool) -> InvalidInputError:

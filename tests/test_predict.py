@@ -154,3 +154,23 @@ def test_session_is_shared_and_counted(portal, classifier):
         portal.predict("cls", np.ones((1, 4)))
     stats = portal.cache.stats()
     assert (stats.loads, stats.misses, stats.hits) == (1, 1, 2)
+
+
+def test_pixel_columns_are_reshaped_to_image_input(portal):
+    add_model(portal, image_model(), "img", task="classification",
+              feature_names=[f"pixel_{i}" for i in range(64)])
+    x = np.random.default_rng(4).random((3, 64)).astype(np.float32)
+    got = portal.predict("img", pd.DataFrame(x, columns=[f"pixel_{i}" for i in range(64)])).outputs["logits"]
+    np.testing.assert_allclose(got, _raw(portal, "img", {"x": x.reshape(3, 1, 8, 8)})[0], rtol=1e-5)
+
+
+def test_exif_orientation_is_applied(portal, tmp_path):
+    add_model(portal, image_model(size=4), "img4", task="classification",
+              preprocessing={"mode": "L", "size": [4, 2], "invert": False})
+    image = Image.new("L", (2, 4), 0)
+    image.putpixel((0, 0), 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise when displayed
+    image.save(tmp_path / "rot.jpg", exif=exif, quality=100)
+    loaded = __import__("portal.images", fromlist=["load_image"]).load_image(tmp_path / "rot.jpg", max_pixels=100)
+    assert loaded.size == (4, 2)

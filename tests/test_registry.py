@@ -165,3 +165,24 @@ def test_concurrent_writers_from_threads_all_commit(portal):
     with ThreadPoolExecutor(8) as pool:
         versions = list(pool.map(lambda i: add_model(portal, model, "busy").version, range(24)))
     assert sorted(versions) == list(range(1, 25))
+
+
+def test_older_store_is_migrated_in_place_without_losing_rows(portal_home, monkeypatch):
+    import portal.db as db
+
+    old = Portal.open(portal_home)
+    add_model(old, softmax_classifier(), "a")
+    old.set_alias("a:1", "prod")
+    old.close()
+
+    def add_column(conn):
+        conn.execute(text("ALTER TABLE models ADD COLUMN license VARCHAR(64) DEFAULT 'unknown'"))
+
+    monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(db.MIGRATIONS, 2, add_column)
+    upgraded = Portal.open(portal_home)
+    assert upgraded.get("a@prod").ref == "a:1"
+    with upgraded.registry.engine.connect() as conn:
+        assert conn.execute(text("SELECT license FROM models")).scalar() == "unknown"
+        assert conn.execute(text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar() == "2"
+    assert [e.action for e in upgraded.registry.audit_log()] == ["alias.set", "version.create"]
