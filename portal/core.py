@@ -86,15 +86,31 @@ class Portal:
         self._plans: dict[str, tuple[FastPlan | None, int | None]] = {}
 
     @classmethod
-    def open(cls, home: str | Path | None = None, *, settings: Settings | None = None, **overrides: Any) -> Portal:
-        """Open (creating if needed) the store at ``home`` (default ``$PORTAL_HOME`` or ``./model_cache``)."""
+    def open(
+        cls, home: str | Path | None = None, *, settings: Settings | None = None, check: bool = True, **overrides: Any
+    ) -> Portal:
+        """Open (creating if needed) the store at ``home`` (default ``$PORTAL_HOME`` or ``./model_cache``).
+
+        With ``check`` (the default) a quick :func:`portal.fsck.fsck` collects debris
+        a crash may have left (never a referenced blob).
+        """
         if settings is None:
             settings = Settings.from_env(**({"home": Path(home)} if home is not None else {}), **overrides)
         elif home is not None:
             from dataclasses import replace
 
             settings = replace(settings, home=Path(home))
-        return cls(settings)
+        portal = cls(settings)
+        if check:
+            portal.fsck(repair=True)
+        return portal
+
+    def fsck(self, *, repair: bool = True, verify: bool = False, grace_seconds: float | None = None) -> Any:
+        """Check that registry rows and blob files agree; see :mod:`portal.fsck`."""
+        from .fsck import GRACE_SECONDS, fsck
+
+        return fsck(self.store, self.registry, repair=repair, verify=verify,
+                    grace_seconds=GRACE_SECONDS if grace_seconds is None else grace_seconds)
 
     def close(self) -> None:
         self.cache.clear()
@@ -222,6 +238,8 @@ class Portal:
         method = metadata.pop("method", None)
         method_params = metadata.pop("method_params", None)
         model_fields, meta = build_version_meta(staged.report, metadata)
+        if not staged.report.model_path.is_file():
+            raise InvalidInputError("this upload is no longer staged (it expired or was discarded); upload the file again")
         blob = self.store.adopt(staged.report.model_path)
         ref_blob = self._store_reference(reference, staged.report.info["signature"], meta) if reference is not None else None
         version = self.registry.add_version(
@@ -229,6 +247,7 @@ class Portal:
             info=staged.report.info, meta=meta, actor=actor, parent=parent, method=method,
             method_params=method_params, reference_sha=ref_blob, model_fields=model_fields,
         )
+        self.store.ensure(staged.report.model_path, blob)
         self._invalidate()
         return version
 

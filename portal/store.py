@@ -118,10 +118,30 @@ class BlobStore:
         return self._commit(tmp, info)
 
     def adopt(self, src: Path, info: BlobInfo | None = None) -> BlobInfo:
-        """Move ``src`` (a file already in ``tmp/``, fsynced) into the store."""
+        """Put ``src`` (a file in ``tmp/``) into the store, keeping ``src``.
+
+        A hard link makes it as cheap as a move; ``src`` stays so the caller can
+        :meth:`ensure` the blob after committing its row (another process may have
+        collected an identical, then unreferenced, blob in between).
+        """
         if info is None:
             info = _hash_file(src)
-        return self._commit(src, info)
+        final = self.path(info.sha256)
+        if final.is_file():
+            return info
+        staged = self.tmp_root / f"blob-{uuid.uuid4().hex}.part"
+        try:
+            os.link(src, staged)
+        except OSError:
+            shutil.copyfile(src, staged)
+        with open(staged, "rb+") as fh:
+            os.fsync(fh.fileno())
+        return self._commit(staged, info)
+
+    def ensure(self, src: Path, info: BlobInfo) -> None:
+        """Put ``src`` back if blob ``info`` vanished (see :meth:`adopt`)."""
+        if not self.exists(info.sha256):
+            self.adopt(src, info)
 
     def _commit(self, tmp: Path, info: BlobInfo) -> BlobInfo:
         final = self.path(info.sha256)
