@@ -103,7 +103,7 @@ def backup(portal, dest: str | Path, *, attempts: int = 3) -> BackupInfo:
                     "versions": versions}
         total = snapshot.stat().st_size
         for sha in sorted(referenced):
-            manifest["files"][f"blobs/{sha}"] = sha  # content-addressed: the name is the hash
+            manifest["files"][f"blobs/{sha}"] = _sha256(blobs_dir / sha)  # of the file as stored (maybe encrypted)
             total += (blobs_dir / sha).stat().st_size
         partial = dest.with_name(f".{dest.name}.part")
         with tarfile.open(partial, "w") as tar:

@@ -41,6 +41,7 @@ class Settings:
     chunk_rows: int = 65_536
     max_zip_ratio: int = 200
     ref_ttl_seconds: float = 1.0
+    encryption_key: str | None = field(default=None, repr=False)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +59,7 @@ class Settings:
             sandbox_timeout_seconds=_env_int(env, "PORTAL_SANDBOX_TIMEOUT_S", 600),
             max_image_pixels=_env_int(env, "PORTAL_MAX_IMAGE_PIXELS", 40_000_000),
             chunk_rows=_env_int(env, "PORTAL_CHUNK_ROWS", 65_536),
+            encryption_key=env.get("PORTAL_ENCRYPTION_KEY") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -76,7 +76,7 @@ class Portal:
         self.settings = settings
         self.home = settings.home
         self.home.mkdir(parents=True, exist_ok=True)
-        self.store = BlobStore(self.home)
+        self.store = BlobStore(self.home, cipher=_cipher(settings))
         self.registry = registry or Registry.open(settings.resolved_db_url)
         self.cache = SessionCache(max_bytes=settings.cache_bytes, max_count=settings.cache_count)
         self.actor = actor or _default_actor()
@@ -104,6 +104,21 @@ class Portal:
         if check:
             portal.fsck(repair=True)
         return portal
+
+    def rotate_key(self, new_key: str | None, *, actor: str | None = None) -> int:
+        """Re-encrypt every blob with ``new_key`` (None: decrypt the store); return how many."""
+        from .crypto import BlobCipher
+
+        new_cipher = BlobCipher(new_key) if new_key else None
+        count = 0
+        for sha in list(self.store.iter_blobs()):
+            self.store.rewrite(sha, new_cipher)
+            count += 1
+        self.store.cipher = new_cipher
+        self.cache.clear()
+        self.registry.record(actor or self.actor, "store.rotate_key", str(self.home),
+                             {"blobs": count, "encrypted": new_cipher is not None})
+        return count
 
     def fsck(self, *, repair: bool = True, verify: bool = False, grace_seconds: float | None = None) -> Any:
         """Check that registry rows and blob files agree; see :mod:`portal.fsck`."""
@@ -140,15 +155,20 @@ class Portal:
         return self.registry.get_model(name)
 
     def model_path(self, ref: str | ModelRef) -> Path:
-        """Local path of the version's ONNX file (read-only)."""
+        """Local path of the version's ONNX file (read-only).
+
+        On an encrypted store the plaintext never touches the disk: use :meth:`model_bytes`.
+        """
         version = self.get(ref)
-        path = self.store.path(version.blob_sha)
-        if not path.is_file():
-            raise NotFoundError(f"the file of {version.ref} is missing from the store; run `portal fsck`")
+        path = self.store.local_path(version.blob_sha)
+        if path is None:
+            raise PortalError(f"the store is encrypted; read {version.ref} with model_bytes() instead of a path")
         return path
 
     def model_bytes(self, ref: str | ModelRef) -> bytes:
-        return self.model_path(ref).read_bytes()
+        """The version's ONNX file content (decrypted in memory on an encrypted store)."""
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        return self.store.read_bytes(version.blob_sha)
 
     def reference_frame(self, ref: str | ModelRef) -> pd.DataFrame | None:
         """The version's reference data set, if it has one."""
@@ -157,7 +177,7 @@ class Portal:
         if not sha:
             return None
         if sha not in self._frames:
-            self._frames[sha] = pd.read_parquet(self.store.path(sha))
+            self._frames[sha] = pd.read_parquet(io.BytesIO(self.store.read_bytes(sha)))
         return self._frames[sha].copy()
 
     # -- ingest -------------------------------------------------------------
@@ -313,11 +333,15 @@ class Portal:
             signature=version.signature, config=config,
         )
 
-    def _blob_source(self, version: ModelVersion) -> Path:
-        path = self.store.path(version.blob_sha)
-        if not path.is_file():
-            raise NotFoundError(f"the file of {version.ref} is missing from the store; run `portal fsck`")
-        return path
+    def _blob_source(self, version: ModelVersion) -> Path | bytes:
+        try:
+            path = self.store.local_path(version.blob_sha)
+        except NotFoundError:
+            self._invalidate()
+            if not self.registry.blob_in_use(version.blob_sha):
+                raise NotFoundError(f"{version.ref} was deleted") from None
+            raise
+        return path if path is not None else self.store.read_bytes(version.blob_sha)
 
     def coerce(self, ref: str | ModelRef | ModelVersion, data: Any, **options: Any) -> Feeds:
         """The feeds ``predict`` would run for ``data`` (for previews and checks)."""
@@ -444,6 +468,15 @@ class Portal:
                     reference=src.reference, actor="demo",
                 ))
         return added
+
+
+def _cipher(settings: Settings) -> Any:
+    key = settings.encryption_key
+    if not key:
+        return None
+    from .crypto import BlobCipher
+
+    return BlobCipher(key)
 
 
 def _fixed_batch(signature: dict[str, Any]) -> int | None:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import NotFoundError, PayloadTooLargeError
+from .crypto import MAGIC, BlobCipher, IntegrityError
+from .errors import NotFoundError, PayloadTooLargeError, PortalError
 
 __all__ = ["BlobInfo", "BlobStore", "receive_stream"]
 
@@ -74,8 +75,9 @@ def receive_stream(
 class BlobStore:
     """Immutable sha256-addressed files under ``root`` (local filesystem)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, cipher: BlobCipher | None = None) -> None:
         self.root = Path(root)
+        self.cipher = cipher
         self.blob_root = self.root / "blobs" / "sha256"
         self.tmp_root = self.root / "tmp"
         self.blob_root.mkdir(parents=True, exist_ok=True)
@@ -98,8 +100,27 @@ class BlobStore:
             raise NotFoundError(f"blob {sha256[:12]} is missing from the store; run `portal fsck`") from None
 
     def read_bytes(self, sha256: str) -> bytes:
+        """The blob's content, decrypted in memory when the store is encrypted."""
         with self.open(sha256) as fh:
-            return fh.read()
+            data = fh.read()
+        if data.startswith(MAGIC):
+            if self.cipher is None:
+                raise PortalError(
+                    f"blob {sha256[:12]} is encrypted; set PORTAL_ENCRYPTION_KEY to the store's key to read it"
+                )
+            return self.cipher.decrypt(data, sha256)
+        return data
+
+    def is_encrypted(self, sha256: str) -> bool:
+        with self.open(sha256) as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A path holding the plaintext blob, or None when it is encrypted (use :meth:`read_bytes`)."""
+        path = self.path(sha256)
+        if not path.is_file():
+            raise NotFoundError(f"blob {sha256[:12]} is missing from the store; run `portal fsck`")
+        return None if self.is_encrypted(sha256) else path
 
     def put_file(self, src: Path) -> BlobInfo:
         """Copy ``src`` into the store (atomically, deduplicated) and return its info."""
@@ -130,6 +151,9 @@ class BlobStore:
         if final.is_file():
             return info
         staged = self.tmp_root / f"blob-{uuid.uuid4().hex}.part"
+        if self.cipher is not None:
+            self._write_encrypted(src.read_bytes(), staged, info.sha256)
+            return self._commit(staged, info)
         try:
             os.link(src, staged)
         except OSError:
@@ -137,6 +161,26 @@ class BlobStore:
         with open(staged, "rb+") as fh:
             os.fsync(fh.fileno())
         return self._commit(staged, info)
+
+    def _write_encrypted(self, plaintext: bytes, dest: Path, sha256: str) -> None:
+        assert self.cipher is not None
+        with open(dest, "wb") as out:
+            out.write(self.cipher.encrypt(plaintext, sha256))
+            out.flush()
+            os.fsync(out.fileno())
+
+    def rewrite(self, sha256: str, new_cipher: BlobCipher | None) -> None:
+        """Re-encrypt one blob with ``new_cipher`` (None: store it in plaintext), atomically."""
+        plaintext = self.read_bytes(sha256)
+        staged = self.tmp_root / f"blob-{uuid.uuid4().hex}.part"
+        if new_cipher is None:
+            staged.write_bytes(plaintext)
+        else:
+            with open(staged, "wb") as out:
+                out.write(new_cipher.encrypt(plaintext, sha256))
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(staged, self.path(sha256))
 
     def ensure(self, src: Path, info: BlobInfo) -> None:
         """Put ``src`` back if blob ``info`` vanished (see :meth:`adopt`)."""
@@ -148,6 +192,13 @@ class BlobStore:
         if final.is_file():
             tmp.unlink(missing_ok=True)
             return info
+        if self.cipher is not None and not _starts_with_magic(tmp):
+            plain = tmp
+            tmp = self.tmp_root / f"blob-{uuid.uuid4().hex}.part"
+            try:
+                self._write_encrypted(plain.read_bytes(), tmp, info.sha256)
+            finally:
+                plain.unlink(missing_ok=True)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
@@ -169,8 +220,13 @@ class BlobStore:
                     yield item.name
 
     def verify(self, sha256: str) -> bool:
-        """Whether the blob's content still hashes to its name."""
-        return _hash_file(self.path(sha256)).sha256 == sha256
+        """Whether the blob's (decrypted) content still hashes to its name."""
+        if not _starts_with_magic(self.path(sha256)):
+            return _hash_file(self.path(sha256)).sha256 == sha256
+        try:
+            return hashlib.sha256(self.read_bytes(sha256)).hexdigest() == sha256
+        except (IntegrityError, PortalError):
+            return False
 
     @contextlib.contextmanager
     def staging(self, prefix: str = "stage") -> Iterator[Path]:
@@ -184,6 +240,11 @@ class BlobStore:
     def make_staging_dir(self, prefix: str = "stage") -> Path:
         """A fresh directory under ``tmp/`` that the caller must remove."""
         return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.tmp_root))
+
+
+def _starts_with_magic(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(MAGIC)) == MAGIC
 
 
 def _hash_file(path: Path) -> BlobInfo:
