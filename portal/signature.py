@@ -9,6 +9,7 @@ was expected and what was given.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -282,46 +283,51 @@ def _name_column(exc: InvalidInputError, block: pd.DataFrame, spec: dict[str, An
     return exc
 
 
-@dataclass(frozen=True)
 class FastPlan:
-    """Precomputed checks for the common case: a dict of ready numpy arrays."""
+    """Precomputed checks for the common case: a dict of ready numpy arrays.
 
-    names: tuple[str, ...]
-    dtypes: tuple[np.dtype, ...]
-    tails: tuple[tuple[int | None, ...] | None, ...]
-    floats: tuple[bool, ...]
+    Keeps ``predict`` within a few microseconds of a raw ``InferenceSession.run``.
+    """
+
+    __slots__ = ("count", "checks")
+
+    def __init__(self, checks: list[tuple[str, np.dtype, int | None, tuple[tuple[int, int], ...], bool]]) -> None:
+        self.checks = checks
+        self.count = len(checks)
 
     @classmethod
     def build(cls, signature: dict[str, Any]) -> FastPlan | None:
         specs = signature["inputs"]
         if any(s.get("kind") != "tensor" or s.get("dtype") == "string" for s in specs):
             return None
-        tails = tuple(
-            None if s.get("shape") is None else tuple(d if isinstance(d, int) else None for d in s["shape"][1:])
-            for s in specs
-        )
-        dtypes = tuple(numpy_dtype(s["dtype"]) for s in specs)
-        return cls(tuple(s["name"] for s in specs), dtypes, tails, tuple(d.kind == "f" for d in dtypes))
+        checks = []
+        for spec in specs:
+            shape = spec.get("shape")
+            dtype = numpy_dtype(spec["dtype"])
+            fixed = tuple((axis, d) for axis, d in enumerate(shape or []) if axis > 0 and isinstance(d, int))
+            checks.append((spec["name"], dtype, None if shape is None else len(shape), fixed, dtype.kind == "f"))
+        return cls(checks)
 
     def feeds(self, data: Any, allow_nan: bool) -> Feeds | None:
         """Feeds when ``data`` already matches exactly, else None (take the slow path)."""
-        if type(data) is not dict or len(data) != len(self.names):
+        if type(data) is not dict or len(data) != self.count:
             return None
         rows = -1
-        for name, dtype, tail, is_float in zip(self.names, self.dtypes, self.tails, self.floats):
+        for name, dtype, ndim, fixed, is_float in self.checks:
             arr = data.get(name)
             if type(arr) is not np.ndarray or arr.dtype != dtype or arr.ndim == 0:
                 return None
-            if tail is not None:
-                if arr.ndim != len(tail) + 1:
-                    return None
-                for want, got in zip(tail, arr.shape[1:]):
-                    if want is not None and want != got:
-                        return None
-            if rows not in (-1, arr.shape[0]) or arr.shape[0] == 0:
+            shape = arr.shape
+            if ndim is not None and len(shape) != ndim:
                 return None
-            rows = arr.shape[0]
-            if is_float and not allow_nan and not np.isfinite(arr.sum()):
+            for axis, size in fixed:
+                if shape[axis] != size:
+                    return None
+            if rows != shape[0]:
+                if rows != -1 or shape[0] == 0:
+                    return None
+                rows = shape[0]
+            if is_float and not allow_nan and not math.isfinite(arr.sum()):
                 return None  # the slow path names the bad value (or accepts a mere overflow)
         return Feeds(data, rows)
 
