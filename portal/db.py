@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
     text,
 )
@@ -189,6 +190,15 @@ def make_engine(url: str) -> Engine:
 
 def _create_v1(conn: Connection) -> None:
     Base.metadata.create_all(conn)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "CREATE OR REPLACE FUNCTION portal_audit_append_only() RETURNS trigger AS $$ "
+            "BEGIN RAISE EXCEPTION 'audit is append-only'; END $$ LANGUAGE plpgsql"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+            "FOR EACH ROW EXECUTE FUNCTION portal_audit_append_only()"
+        )
     if conn.dialect.name == "sqlite":
         # The audit trail is append-only, enforced by the database itself.
         conn.exec_driver_sql(
@@ -208,7 +218,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_v1}
 
 
 def _current_version(conn: Connection) -> int:
-    tables = set(conn.dialect.get_table_names(conn))
+    tables = set(inspect(conn).get_table_names())
     if "schema_info" not in tables:
         return 0
     row = conn.execute(select(SchemaInfoRow.value).where(SchemaInfoRow.key == "schema_version")).scalar()
@@ -219,6 +229,9 @@ def migrate(engine: Engine) -> int:
     """Bring the schema to ``SCHEMA_VERSION``; return the version found before."""
     with engine.connect().execution_options(portal_write=True) as conn:
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # several replicas may start at once: one migrates, the others wait and see it done
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7306241)")
             found = _current_version(conn)
             if found > SCHEMA_VERSION:
                 raise PortalError(

@@ -302,9 +302,23 @@ class Registry:
             _check_task(fields["task"])
         if "tags" in fields:
             fields["tags"] = _check_tags(fields["tags"])
+        for attempt in range(5):
+            try:
+                return self._add_version(name, fields, blob_sha, size_bytes, source_format, info, meta, actor,
+                                         parent, method, method_params, reference_sha)
+            except ConflictError:
+                # only a race can violate a unique key here (two writers creating the same new
+                # model at once on PostgreSQL): the loser retries and finds the model
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _add_version(self, name, fields, blob_sha, size_bytes, source_format, info, meta, actor,  # noqa: PLR0913
+                     parent, method, method_params, reference_sha) -> ModelVersion:
         with self._write() as s:
             parent_row = self._version_row(s, ModelRef.parse(parent))[1] if parent else None
-            model = s.scalar(select(ModelRow).where(ModelRow.name == name))
+            # FOR UPDATE serializes version numbering on PostgreSQL (SQLite already holds the write lock)
+            model = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
             created = model is None
             if model is None:
                 model = ModelRow(name=name, owner=actor, next_version=1, tags=[], description="", task="other")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create or refresh .venv/ when it is missing or requirements changed.
-# Usage: scripts/setup.sh [--browser]   (--browser also installs Debian's chromium)
+# Usage: scripts/setup.sh [--test-deps]
+#   --test-deps also installs what the tests drive for real: Debian's chromium (browser
+#   tests) and postgresql (the registry suite runs against a throw-away PostgreSQL server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PORTAL_PYTHON:-python3.11}"
@@ -23,9 +25,14 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     .venv/bin/python -c "import portal, onnxruntime, torch, streamlit"
     echo "$want" > "$stamp"
 fi
-if [[ "${1:-}" == "--browser" ]] && [[ ! -x /usr/bin/chromium ]]; then
-    echo "setup: installing Debian chromium for the browser tests"
-    SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+if [[ "${1:-}" == "--test-deps" ]]; then
+    missing=()
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium chromium-driver)
+    compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+    if (( ${#missing[@]} )); then
+        echo "setup: installing Debian packages: ${missing[*]}"
+        SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
 fi

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Set up .venv (and Debian's chromium) if needed, then run the whole test suite,
+# Set up .venv (and Debian's chromium and postgresql) if needed, then run the whole test suite,
 # browser tests included. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --browser
+scripts/setup.sh --test-deps
 export PYTHONDONTWRITEBYTECODE=1
 set +e
 .venv/bin/python -m pytest tests -q -ra --durations=15 "$@"

@@ -9,6 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from pg import pg_url, postgres_server  # noqa: E402,F401  (fixtures)
+
 
 @pytest.fixture
 def portal_home(tmp_path: Path) -> Path:

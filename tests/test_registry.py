@@ -13,6 +13,15 @@ from portal.db import SCHEMA_VERSION
 from portal.refs import ModelRef
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def portal(request, portal_home):
+    """The registry tests run against both SQLite and a real PostgreSQL server."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    p = Portal.open(portal_home, db_url=url)
+    yield p
+    p.close()
+
+
 def test_versions_are_numbered_per_model(portal):
     a1 = add_model(portal, softmax_classifier(), "a")
     a2 = add_model(portal, softmax_classifier(seed=5), "a")
@@ -124,27 +133,31 @@ def test_audit_filters_are_literal(portal):
     assert len(portal.registry.audit_log(target="a")) == 1
 
 
-def test_audit_table_is_append_only(portal):
+@pytest.mark.parametrize("statement", ["UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"])
+def test_audit_table_is_append_only(portal, statement):
+    from sqlalchemy.exc import DatabaseError
+
     add_model(portal, softmax_classifier(), "a")
-    db = portal.home / "portal.db"
-    with sqlite3.connect(db) as conn, pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE audit SET actor = 'mallory'")
-    with sqlite3.connect(db) as conn, pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM audit")
+    with portal.registry.engine.begin() as conn, pytest.raises(DatabaseError, match="append-only"):
+        conn.execute(text(statement))
+    assert len(portal.registry.audit_log()) == 1
 
 
-def test_sqlite_store_uses_wal_and_busy_timeout(portal):
+def test_sqlite_store_uses_wal_and_busy_timeout(portal_home):
+    portal = Portal.open(portal_home)
     with portal.registry.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
 
 
-def test_reopening_keeps_everything(portal_home):
-    p = Portal.open(portal_home)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_reopening_keeps_everything(portal_home, backend, request):
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    p = Portal.open(portal_home, db_url=url)
     add_model(p, softmax_classifier(), "a")
     p.set_alias("a:1", "prod")
     p.close()
-    again = Portal.open(portal_home)
+    again = Portal.open(portal_home, db_url=url)
     assert again.get("a@prod").ref == "a:1"
     with again.registry.engine.connect() as conn:
         assert conn.execute(text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar() == str(SCHEMA_VERSION)
