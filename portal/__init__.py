@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .config import Settings
-from .core import Portal, StagedModel
 from .errors import (
     AuthenticationError,
     BusyError,
@@ -26,9 +27,30 @@ from .errors import (
     SandboxError,
     UnsupportedFormatError,
 )
-from .predict import Prediction
 from .refs import ModelRef
-from .registry import AuditEvent, ModelSummary, ModelVersion
+
+if TYPE_CHECKING:
+    from .core import Portal, StagedModel
+    from .predict import Prediction
+    from .registry import AuditEvent, ModelSummary, ModelVersion
+
+# Heavy modules (SQLAlchemy, pandas, onnxruntime) load on first use, so the sandboxed
+# ingest child, which imports portal.errors and portal.config, does not pay for them.
+_LAZY = {
+    "Portal": ".core", "StagedModel": ".core", "Prediction": ".predict",
+    "AuditEvent": ".registry", "ModelSummary": ".registry", "ModelVersion": ".registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'portal' has no attribute {name!r}")
+
 
 __all__ = [
     "AuditEvent",

@@ -59,6 +59,7 @@ class Settings:
             sandbox_timeout_seconds=_env_int(env, "PORTAL_SANDBOX_TIMEOUT_S", 600),
             max_image_pixels=_env_int(env, "PORTAL_MAX_IMAGE_PIXELS", 40_000_000),
             chunk_rows=_env_int(env, "PORTAL_CHUNK_ROWS", 65_536),
+            max_zip_ratio=_env_int(env, "PORTAL_MAX_ZIP_RATIO", 200),
             encryption_key=env.get("PORTAL_ENCRYPTION_KEY") or None,
         )
         return replace(settings, **overrides) if overrides else settings
