@@ -83,8 +83,23 @@ def _cap(which: int, soft: int, hard: int) -> None:
     resource.setrlimit(which, (soft, hard))
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when the portal process dies (e.g. killed mid-upload)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass  # not Linux: the wall-clock limit still ends it
+
+
 def apply_limits(limits: dict[str, int]) -> None:
     """Cap address space, CPU time (SIGXCPU at the limit, SIGKILL 5 s later), file size, core dumps."""
+    _die_with_parent()
     _cap(resource.RLIMIT_AS, limits["memory_bytes"], limits["memory_bytes"])
     _cap(resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 5)
     _cap(resource.RLIMIT_FSIZE, limits["file_bytes"], limits["file_bytes"])
