@@ -237,13 +237,21 @@ class Portal:
         Metadata keywords: description, tags, task, feature_names, class_labels,
         preprocessing, reference (DataFrame or CSV/Parquet path), actor.
         """
-        staged = source if isinstance(source, StagedModel) else self.prepare(
+        given = isinstance(source, StagedModel)
+        staged = source if given else self.prepare(
             source, filename=filename, input_shape=input_shape, progress=progress
         )
         try:
             version = self._register_staged(staged, name, metadata)
-        finally:
+        except InvalidInputError:
+            # a refused name or metadata: a staged upload stays so the user can fix and retry
+            if not given:
+                self.discard(staged)
+            raise
+        except BaseException:
             self.discard(staged)
+            raise
+        self.discard(staged)
         if progress:
             progress("registered")
         return version

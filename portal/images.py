@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInputError
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_signature", "load_image", "preprocess_images"]
+__all__ = ["IMAGE_SUFFIXES", "is_image_signature", "load_image", "preprocess_images", "warm_up"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -63,6 +63,11 @@ def load_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int, name: 
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidInputError(f"{name} is a broken or truncated image: {exc}") from exc
     return ImageOps.exif_transpose(image)
+
+
+def warm_up() -> None:
+    """Import torchvision's transforms now (seconds, once per process) instead of on the first image."""
+    from torchvision.transforms import functional  # noqa: F401
 
 
 def _default_preprocessing(shape: Sequence[Any]) -> dict[str, Any]:

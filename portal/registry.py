@@ -86,6 +86,7 @@ class ModelSummary:
     updated_at: dt.datetime
     versions: tuple[ModelVersion, ...]
     aliases: dict[str, int] = field(default_factory=dict)
+    next_version: int = 1
 
     @property
     def latest(self) -> ModelVersion | None:
@@ -196,6 +197,7 @@ class Registry:
             created_at=model.created_at, updated_at=model.updated_at,
             versions=tuple(self._version(s, r, model) for r in rows),
             aliases={a: n for a, n in sorted(aliases)},
+            next_version=model.next_version,
         )
 
     def _model_row(self, s: Session, name: str) -> ModelRow:
@@ -236,9 +238,42 @@ class Registry:
             return self._summary(s, self._model_row(s, check_name(name)))
 
     def list_models(self) -> list[ModelSummary]:
+        """Every model with its versions and aliases, in four queries whatever the size."""
         with self._read() as s:
             models = s.scalars(select(ModelRow).order_by(ModelRow.name)).all()
-            return [self._summary(s, m) for m in models]
+            rows = s.scalars(select(VersionRow).order_by(VersionRow.model_id, VersionRow.number.desc())).all()
+            alias_rows = s.execute(select(AliasRow.model_id, AliasRow.name, AliasRow.version_id)).all()
+        by_id = {m.id: m for m in models}
+        number = {r.id: (r.model_id, r.number) for r in rows}
+        version_aliases: dict[int, list[str]] = {}
+        model_aliases: dict[int, dict[str, int]] = {}
+        for model_id, alias, version_id in sorted(alias_rows, key=lambda a: a[1]):
+            version_aliases.setdefault(version_id, []).append(alias)
+            model_aliases.setdefault(model_id, {})[alias] = number[version_id][1]
+        versions: dict[int, list[ModelVersion]] = {}
+        for r in rows:
+            model = by_id[r.model_id]
+            parent = None
+            if r.parent_id in number:
+                pmodel, pnumber = number[r.parent_id]
+                parent = f"{by_id[pmodel].name}:{pnumber}"
+            versions.setdefault(r.model_id, []).append(ModelVersion(
+                name=model.name, version=r.number, blob_sha=r.blob_sha, size_bytes=r.size_bytes,
+                source_format=r.source_format, info=r.info, meta=dict(r.meta or {}),
+                description=model.description, task=model.task, tags=tuple(model.tags or ()),
+                owner=model.owner, parent=parent, method=r.method, method_params=dict(r.method_params or {}),
+                reference_sha=r.reference_sha, created_at=r.created_at, created_by=r.created_by,
+                aliases=tuple(version_aliases.get(r.id, ())),
+            ))
+        return [
+            ModelSummary(
+                name=m.name, description=m.description, task=m.task, tags=tuple(m.tags or ()), owner=m.owner,
+                visibility=m.visibility, created_at=m.created_at, updated_at=m.updated_at,
+                versions=tuple(versions.get(m.id, ())), aliases=model_aliases.get(m.id, {}),
+                next_version=m.next_version,
+            )
+            for m in models
+        ]
 
     def model_names(self) -> list[str]:
         with self._read() as s:

@@ -199,3 +199,15 @@ def test_older_store_is_migrated_in_place_without_losing_rows(portal_home, monke
         assert conn.execute(text("SELECT license FROM models")).scalar() == "unknown"
         assert conn.execute(text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar() == "2"
     assert [e.action for e in upgraded.registry.audit_log()] == ["alias.set", "version.create"]
+
+
+def test_list_models_matches_get_model(portal):
+    add_model(portal, softmax_classifier(), "a")
+    parent = add_model(portal, softmax_classifier(seed=3), "a")
+    portal.registry.add_version("b", blob_sha=parent.blob_sha, size_bytes=1, source_format="onnx",
+                                info=parent.info, parent="a:2", method="fp16")
+    portal.set_alias("a:1", "prod")
+    listed = {m.name: m for m in portal.list_models()}
+    for name in ("a", "b"):
+        assert listed[name] == portal.get_model(name)
+    assert listed["b"].versions[0].parent == "a:2" and listed["a"].next_version == 3
