@@ -1,0 +1,41 @@
+"""Predict: the input mode follows the picked version's signature."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from portal import views
+from portal.ui import get_portal
+from portal.ui.predict_panels import batch_panel, form_panel, image_panel, tensor_panel
+from portal.ui.widgets import picked_ref, show_flash, shown_errors
+
+portal = get_portal()
+show_flash()
+ref = picked_ref()
+if ref is None:
+    st.title("Predict")
+    st.info("No models yet. Upload one, or load the demo models from **Home**, then pick it in the sidebar.",
+            icon=":material/lightbulb:")
+    st.page_link("app_pages/home.py", label="Home", icon=":material/home:")
+    st.stop()
+
+with shown_errors(stop=True):
+    version = portal.get(ref)
+mode = views.input_mode(version)
+
+st.title(f"Predict with {version.ref}")
+details = [version.task, f"{len(version.signature['inputs'])} input(s)", views.format_bytes(version.size_bytes)]
+if version.aliases:
+    details.append(", ".join(f"@{a}" for a in version.aliases))
+st.caption(" · ".join(details) + " · pick another model or version in the sidebar")
+
+if mode == "image":
+    image_panel(portal, version)
+elif mode == "tabular":
+    form_tab, batch_tab = st.tabs(["Form", "Batch file"])
+    with form_tab:
+        form_panel(portal, version)
+    with batch_tab:
+        batch_panel(portal, version)
+else:
+    tensor_panel(portal, version)

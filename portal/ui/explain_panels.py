@@ -1,0 +1,392 @@
+"""Panels of the Explain page: one row, many rows, what-if, images, variant drift.
+
+Every panel builds a job (cheap: the data is checked and hashed), shows its
+result at once when the explanation is cached, and otherwise shows the time
+estimate and runs it on request behind a progress bar. Results live in the
+on-disk explanation cache, not in session state, so revisiting is instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from .. import explain_figures as xf
+from .. import views
+from ..core import Portal
+from ..dataio import frame_to_csv_bytes, read_table
+from ..errors import PortalError
+from ..explain import ExplainSettings, ImageJob, TabularExplanation, TabularJob, explain_drift, is_warm
+from ..explain_drift import drift_jobs
+from ..registry import ModelVersion
+from .render import chart
+from .widgets import shown_errors
+
+__all__ = ["data_sources", "drift_panel", "image_panel", "many_rows_panel", "one_row_panel", "settings_panel",
+           "variant_drift_panel", "whatif_panel"]
+
+# session-state keys of the Explain page (widgets)
+PREFIX = "explain."
+WHATIF = PREFIX + "whatif."  # + "<ref>.<column>": one what-if field
+_PREDICTED = "predicted class"
+_NONE = "(none)"
+
+
+# -- settings and data ------------------------------------------------------------------
+def settings_panel() -> ExplainSettings | None:
+    """The explanation settings, in an expander; None (with the error shown) when invalid."""
+    with st.expander("Explanation settings", icon=":material/tune:"):
+        cols = st.columns(3)
+        explainer = cols[0].selectbox("Explainer", ["auto", "exact", "permutation"], key=PREFIX + "explainer",
+                                      help="auto: exact for up to 10 features, permutation beyond")
+        max_evals = cols[1].number_input("Evaluations per row (0 = automatic)", min_value=0, value=0, step=100,
+                                         key=PREFIX + "max_evals")
+        seed = cols[2].number_input("Seed", min_value=0, value=0, step=1, key=PREFIX + "seed")
+        size = cols[0].number_input("Background rows", min_value=1, max_value=5000, value=100, step=10,
+                                    key=PREFIX + "background_size")
+        method = cols[1].radio("Summarize background by", ["sample", "kmeans"], horizontal=True,
+                               key=PREFIX + "background_method", help="a random sample, or k-means representatives")
+        seconds = cols[2].number_input("Time budget (s)", min_value=1, max_value=3600, value=120, step=10,
+                                       key=PREFIX + "max_seconds",
+                                       help="a run that would take longer is capped or refused")
+    with shown_errors():
+        return ExplainSettings(explainer=explainer, max_evals=int(max_evals) or None, seed=int(seed),
+                               background_size=int(size), background_method=method, max_seconds=float(seconds))
+    return None
+
+
+def _uploaded_table(label: str, key: str, help: str) -> pd.DataFrame | None:
+    upload = st.file_uploader(label, type=["csv", "parquet"], key=key, help=help)
+    if upload is None:
+        return None
+    with shown_errors(stop=True):
+        return read_table(upload.getvalue(), name=upload.name)
+    return None
+
+
+def data_sources(portal: Portal, version: ModelVersion) -> tuple[pd.DataFrame, Any] | None:
+    """The rows to explain and the background (None: the version's reference data)."""
+    reference = portal.reference_frame(version.ref)
+    if reference is None and version.parent:
+        reference = portal.reference_frame(version.parent)
+    with st.expander("Data", icon=":material/table:", expanded=reference is None):
+        cols = st.columns(2)
+        with cols[0]:
+            rows = _uploaded_table("Rows to explain (optional)", PREFIX + "rows_file",
+                                   "CSV or Parquet with the model's columns; default: the reference data")
+        with cols[1]:
+            background = _uploaded_table("Background (optional)", PREFIX + "background_file",
+                                         "what 'absent' means for a feature; default: the reference data")
+    rows = rows if rows is not None else reference
+    if rows is None:
+        st.info("This version has no reference data: upload the rows to explain and a background table under **Data**.",
+                icon=":material/upload_file:")
+        return None
+    if background is None and reference is None:
+        st.info("Upload a background table under **Data** (this version has no reference data).",
+                icon=":material/info:")
+        return None
+    return rows.reset_index(drop=True), background
+
+
+# -- running ----------------------------------------------------------------------------
+def _explained(job: TabularJob | ImageJob, *, key: str, label: str = "Explain") -> Any:
+    """The job's result: at once when cached, else after a click, with the estimate and a progress bar."""
+    if job.cached:
+        return job.run()
+    try:
+        plan = job.estimate
+    except PortalError as exc:
+        st.error(exc.message, icon=":material/timer_off:")
+        return None
+    st.caption(f"Estimate: {plan.describe()}")
+    for note in plan.notes:
+        st.info(note, icon=":material/speed:")
+    if not st.button(label, key=key, type="primary", icon=":material/psychology:"):
+        return None
+    waiting = "Explaining … (shap compiles once per server start; this first run waits for it)"
+    bar = st.progress(0.0, text="Explaining …" if is_warm() else waiting)
+    result = None
+    with shown_errors():
+        result = job.run(progress=_progress_of(bar))
+    bar.empty()
+    return result
+
+
+def _progress_of(bar: Any) -> Any:
+    def progress(fraction: float, text: str) -> None:
+        bar.progress(min(1.0, fraction), text=text)
+
+    return progress
+
+
+def _target(expl: TabularExplanation, key: str) -> str | None:
+    if not expl.classifier:
+        if len(expl.output_names) == 1:
+            return None
+        return st.selectbox("Output to explain", expl.output_names, key=key)
+    choice = st.selectbox("Class to explain", [_PREDICTED, *expl.output_names], key=key,
+                          help="default: each row's predicted class")
+    return None if choice == _PREDICTED else choice
+
+
+def _additivity(expl: Any) -> None:
+    ok = "within" if expl.additive else "**over**"
+    source = "loaded from the cache" if expl.from_cache else f"computed in {expl.seconds:.2f} s"
+    st.caption(f"Additivity check: base value + sum of attributions = model output, max error "
+               f"{expl.max_additivity_error:.1e} ({ok} tolerance {expl.tolerance:.0e}) · {source} · "
+               f"{expl.model_rows:,} model evaluations")
+
+
+def _downloads(expl: TabularExplanation, target: str | None, rows: list[int], key: str) -> None:
+    cols = st.columns(2)
+    cols[0].download_button("SHAP values (CSV)", data=xf.shap_csv(expl, target=target),
+                            file_name=f"{expl.ref.replace(':', '-')}-shap.csv", mime="text/csv",
+                            icon=":material/download:", on_click="ignore", key=key + ".csv")
+    cols[1].download_button("Report (HTML)", data=xf.html_report(expl, rows, target=target),
+                            file_name=f"{expl.ref.replace(':', '-')}-explanation.html", mime="text/html",
+                            icon=":material/description:", on_click="ignore", key=key + ".html")
+
+
+# -- tabular panels ---------------------------------------------------------------------
+def one_row_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
+                  settings: ExplainSettings) -> None:
+    """A waterfall of one row's attributions, with its feature values, output and base value."""
+    index = int(st.number_input("Row", min_value=0, max_value=len(rows) - 1, value=0, step=1, key=PREFIX + "row"))
+    with shown_errors(stop=False):
+        job = TabularJob(portal, version, rows.iloc[[index]], background=background, settings=settings)
+        expl = _explained(job, key=PREFIX + "row.run", label="Explain this row")
+        if expl is None:
+            return
+        target = _target(expl, PREFIX + "row.target")
+        _row_result(expl, target, key=PREFIX + "row.chart", label=f"row {index}")
+        _downloads(expl, target, [0], PREFIX + "row.download")
+
+
+def _row_result(expl: TabularExplanation, target: str | None, *, key: str, was: float | None = None,
+                label: str | None = None) -> None:
+    chosen = expl.select(target)
+    cols = st.columns(3)
+    delta = None if was is None else f"{chosen.outputs[0] - was:+.4g}"
+    cols[0].metric(f"Output ({chosen.targets[0]})", f"{chosen.outputs[0]:.4g}", delta=delta)
+    cols[1].metric("Base value", f"{chosen.base_values[0]:.4g}", help=expl.background.describe())
+    cols[2].metric("Explainer", expl.explainer)
+    chart(xf.waterfall(expl, 0, target=target, label=label), key=key)
+    _additivity(expl)
+    st.caption(expl.background.describe())
+
+
+def many_rows_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
+                    settings: ExplainSettings) -> None:
+    """Global importance, beeswarm and dependence over many rows."""
+    top = min(len(rows), 500)
+    count = st.slider("Rows to explain (from the top)", min_value=1, max_value=top, value=min(top, 50),
+                      key=PREFIX + "many.count") if top > 1 else 1
+    with shown_errors():
+        job = TabularJob(portal, version, rows.head(count), background=background, settings=settings)
+        expl = _explained(job, key=PREFIX + "many.run", label=f"Explain {count} rows")
+        if expl is None:
+            return
+        target = _target(expl, PREFIX + "many.target")
+        chart(xf.importance_bar(expl, target=target), key=PREFIX + "many.importance")
+        chart(xf.beeswarm(expl, target=target), key=PREFIX + "many.beeswarm")
+        _dependence(expl, target)
+        _additivity(expl)
+        shown = st.multiselect("Rows in the HTML report", list(range(len(expl.outputs))),
+                               default=list(range(min(5, len(expl.outputs)))), key=PREFIX + "many.report")
+        _downloads(expl, target, shown, PREFIX + "many.download")
+
+
+def _dependence(expl: TabularExplanation, target: str | None) -> None:
+    order = np.argsort(-np.abs(expl.select(target).values).mean(axis=0), kind="stable")
+    names = [expl.feature_names[j] for j in order]
+    cols = st.columns(2)
+    feature = cols[0].selectbox("Dependence of", names, key=PREFIX + "many.feature")
+    others = [_NONE, *[n for n in names if n != feature]]
+    color = cols[1].selectbox("Coloured by", others, index=min(1, len(others) - 1), key=PREFIX + "many.color")
+    chart(xf.dependence(expl, feature, color_by=None if color == _NONE else color, target=target),
+          key=PREFIX + "many.dependence")
+
+
+def _load_row(fields: list[views.FeatureField], rows: pd.DataFrame, prefix: str) -> None:
+    index = int(st.session_state[PREFIX + "whatif.from"])
+    for name, value in views.row_values(fields, rows, index).items():
+        st.session_state[prefix + name] = value
+    st.session_state[PREFIX + "whatif.loaded"] = index
+
+
+def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
+                 settings: ExplainSettings) -> None:
+    """Edit a row's values; its prediction and waterfall follow."""
+    try:
+        fields = views.feature_fields(version, rows)
+    except PortalError as exc:
+        st.info(exc.message, icon=":material/info:")
+        return
+    prefix = f"{WHATIF}{version.ref}."
+    if prefix + fields[0].name not in st.session_state:
+        st.session_state[PREFIX + "whatif.from"] = 0
+        _load_row(fields, rows, prefix)
+    cols = st.columns([1, 1, 3], vertical_alignment="bottom")
+    cols[0].number_input("Start from row", min_value=0, max_value=len(rows) - 1, step=1, key=PREFIX + "whatif.from")
+    cols[1].button("Load row", on_click=_load_row, args=(fields, rows, prefix), icon=":material/input:")
+    with st.form(prefix + "form"):
+        grid = st.columns(3)
+        for i, field in enumerate(fields):
+            with grid[i % 3]:
+                _field(field, prefix + field.name)
+        st.form_submit_button("Update", type="primary", icon=":material/refresh:")
+    edited = pd.DataFrame([{f.name: st.session_state[prefix + f.name] for f in fields}])
+    loaded = int(st.session_state.get(PREFIX + "whatif.loaded", 0))
+    with shown_errors():
+        job = TabularJob(portal, version, edited, background=background, settings=settings)
+        expl = job.run() if job.cached or job.estimate.seconds <= 5 else _explained(
+            job, key=PREFIX + "whatif.run", label="Explain the edited row")
+        if expl is None:
+            return
+        target = _target(expl, PREFIX + "whatif.target")
+        start = TabularJob(portal, version, rows.iloc[[loaded]], background=background, settings=settings)
+        was = None
+        if start.cached or start.estimate.seconds <= 5:
+            original = start.run()
+            was = float(original.select(target if target is not None else expl.select().targets[0]).outputs[0])
+        _row_result(expl, target, key=PREFIX + "whatif.chart", was=was, label="the edited row")
+        if was is not None:
+            st.caption(f"The change is relative to row {loaded} as it was.")
+
+
+def _field(field: views.FeatureField, key: str) -> None:
+    if field.kind == "category":
+        st.selectbox(field.name, field.options, key=key)
+    elif field.kind == "text":
+        st.text_input(field.name, key=key)
+    elif field.kind == "boolean":
+        st.checkbox(field.name, key=key)
+    elif field.kind == "integer":
+        st.number_input(field.name, step=1, key=key)
+    else:
+        st.number_input(field.name, step=None, format="%.6g", key=key)
+
+
+# -- images -----------------------------------------------------------------------------
+def _reference_images(version: ModelVersion, reference: pd.DataFrame | None, count: int) -> np.ndarray | None:
+    """Reference rows of pixel columns as model-input images (the digits demo keeps its images so)."""
+    shape = version.signature["inputs"][0].get("shape") or []
+    dims = [d for d in shape[1:] if isinstance(d, int)]
+    names = version.feature_names or []
+    if reference is None or len(dims) != 3 or len(names) != int(np.prod(dims)):
+        return None
+    if not set(names) <= set(reference.columns):
+        return None
+    pixels = reference[names].head(count).to_numpy(np.float32)
+    return pixels.reshape(len(pixels), *dims)
+
+
+def image_panel(portal: Portal, version: ModelVersion, settings: ExplainSettings) -> None:
+    """Images with the attribution heat map of their top classes overlaid."""
+    uploads = st.file_uploader("Images", type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
+                               accept_multiple_files=True, key=PREFIX + "images")
+    reference = _reference_images(version, portal.reference_frame(version.ref), 12)
+    images: Any = [u.getvalue() for u in uploads] if uploads else None
+    if images is None and reference is not None:
+        index = int(st.number_input("Reference image", min_value=0, max_value=len(reference) - 1, value=0,
+                                    key=PREFIX + "image.row", help="or drop image files above"))
+        images = reference[index : index + 1]
+    if images is None:
+        st.info("Drop one or more images to explain.", icon=":material/image:")
+        return
+    classes = len(version.class_labels or []) or 10
+    top = st.slider("Classes per image", min_value=1, max_value=min(5, classes), value=min(3, classes),
+                    key=PREFIX + "image.top")
+    with shown_errors():
+        job = ImageJob(portal, version, images, settings=replace(settings, top_classes=top))
+        expl = _explained(job, key=PREFIX + "image.run", label="Explain the image(s)")
+        if expl is None:
+            return
+        for i in range(len(expl.outputs)):
+            chart(xf.image_overlay(expl, i, max_classes=top), key=f"{PREFIX}image.chart.{i}")
+        _additivity(expl)
+        st.download_button("Report (HTML)", data=xf.html_report(expl), icon=":material/description:",
+                           file_name=f"{expl.ref.replace(':', '-')}-explanation.html", mime="text/html",
+                           on_click="ignore", key=PREFIX + "image.html")
+
+
+# -- drift ------------------------------------------------------------------------------
+def _comparison(portal: Portal, version: ModelVersion, prefix: str) -> str | None:
+    if version.parent:
+        st.caption(f"{version.ref} is a {version.method or 'derived'} variant of {version.parent}: "
+                   "are its answers still made for the same reasons?")
+        return version.parent
+    others = [v.ref for v in portal.get_model(version.name).versions if v.ref != version.ref]
+    if not others:
+        st.info("This version is not a variant and has no other versions to compare with. Create compressed "
+                "variants on **Compare**, then pick one in the sidebar.", icon=":material/account_tree:")
+        return None
+    choice = st.selectbox("Compare with", [_NONE, *others], key=prefix + "drift.other",
+                          help="this version is not a variant; compare it with another version instead")
+    return None if choice == _NONE else choice
+
+
+def drift_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
+                settings: ExplainSettings, *, prefix: str = PREFIX) -> None:
+    """Explanation drift of a variant against its parent: rank correlation, top-k agreement, largest changes."""
+    parent = _comparison(portal, version, prefix)
+    if parent is None:
+        return
+    top = min(len(rows), 200)
+    count = st.slider("Rows to compare", min_value=1, max_value=top, value=min(top, 20), key=prefix + "drift.count") \
+        if top > 1 else 1
+    top_k = int(st.number_input("Top-k features", min_value=1, max_value=20, value=5, key=prefix + "drift.k"))
+    with shown_errors():
+        jobs = drift_jobs(portal, version, parent, rows.head(count), background=background, settings=settings)
+        if not all(job.cached for job in jobs):
+            seconds = sum(job.estimate.seconds for job in jobs)
+            st.caption(f"Estimate: both versions explain {count} row(s), about {seconds:.1f} s in all.")
+            if not st.button("Compare explanations", type="primary", key=prefix + "drift.run",
+                             icon=":material/difference:"):
+                return
+        bar = st.progress(0.0, text="Explaining …")
+        report = explain_drift(portal, version, parent, rows.head(count), background=background, settings=settings,
+                               top_k=top_k, progress=_progress_of(bar))
+        bar.empty()
+        _drift_result(report, prefix)
+
+
+def variant_drift_panel(portal: Portal, version: ModelVersion, *, prefix: str = "compare.explain.") -> None:
+    """For the Compare page: explanation drift of a variant against its parent, on its reference rows."""
+    if not version.parent:
+        return
+    rows = portal.reference_frame(version.ref)
+    if rows is None:
+        rows = portal.reference_frame(version.parent)
+    if rows is None:
+        st.info("Explanation drift needs reference data; neither this variant nor its parent has any.",
+                icon=":material/info:")
+        return
+    drift_panel(portal, version, rows.reset_index(drop=True), None, ExplainSettings(), prefix=prefix)
+
+
+def _drift_result(report: Any, prefix: str) -> None:
+    summary = report.summary()
+    cols = st.columns(3)
+    cols[0].metric("Rank correlation (global)", _ratio(summary["spearman"]),
+                   help="Spearman correlation of mean |SHAP| per feature")
+    cols[1].metric("Rank correlation (mean per row)", _ratio(summary["mean_row_spearman"]))
+    cols[2].metric(f"Top-{report.top_k} agreement", _ratio(summary["mean_row_top_k_agreement"]),
+                   help="share of a row's top features that both versions rank in their top k")
+    chart(xf.drift_rows(report), key=prefix + "drift.rows")
+    chart(xf.drift_importance(report), key=prefix + "drift.importance")
+    st.markdown("**Largest attribution changes**")
+    st.dataframe(report.changes, hide_index=True, width="stretch")
+    st.download_button("Changes (CSV)", data=frame_to_csv_bytes(report.changes), file_name="explanation-drift.csv",
+                       mime="text/csv", icon=":material/download:", on_click="ignore", key=prefix + "drift.csv")
+    with st.expander("Per row"):
+        st.dataframe(report.per_row, hide_index=True, width="stretch")
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,245 @@
+"""Panels of the Predict page: a generated form, a batch file, images, raw tensors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from .. import figures, views
+from ..core import Portal
+from ..dataio import frame_to_csv_bytes, read_input, read_table
+from ..errors import PortalError
+from ..images import IMAGE_SUFFIXES
+from ..registry import ModelVersion
+from . import keys
+from .render import chart, prediction_summary
+from .widgets import latency_text, result_columns, shown_errors
+
+__all__ = ["batch_panel", "form_panel", "image_panel", "tensor_panel"]
+
+_TABLE_ROWS = 10_000
+_PREVIEW_ROWS = 20
+_GRID = 3
+
+
+# -- form ----------------------------------------------------------------------------
+def _fill_from_row(fields: Sequence[views.FeatureField], reference: pd.DataFrame, prefix: str) -> None:
+    values = views.row_values(fields, reference, int(st.session_state[prefix + "__row"]))
+    for name, value in values.items():
+        st.session_state[prefix + name] = value
+
+
+def _field_widget(field: views.FeatureField, key: str) -> None:
+    if field.kind == "category":
+        st.selectbox(field.name, field.options, key=key)
+    elif field.kind == "text":
+        st.text_input(field.name, key=key)
+    elif field.kind == "boolean":
+        st.checkbox(field.name, key=key)
+    elif field.kind == "integer":
+        st.number_input(field.name, step=1, key=key)
+    else:
+        st.number_input(field.name, step=None, format="%.6g", key=key)
+
+
+def _reference_row_picker(fields: list[views.FeatureField], reference: pd.DataFrame, prefix: str) -> None:
+    cols = st.columns([1, 1, 3], vertical_alignment="bottom")
+    row = cols[0].number_input("Reference row", min_value=0, max_value=len(reference) - 1, value=0, step=1,
+                               key=prefix + "__row", help=f"0 to {len(reference) - 1}")
+    cols[1].button("Fill from this row", on_click=_fill_from_row, args=(fields, reference, prefix),
+                   icon=":material/input:")
+    if "target" in reference.columns:
+        cols[2].caption(f"Row {row} of the reference data has target **{reference['target'].iloc[int(row)]}**.")
+
+
+def form_panel(portal: Portal, version: ModelVersion) -> None:
+    """A form generated from the signature, defaults from the reference data."""
+    reference = portal.reference_frame(version.ref)
+    try:
+        fields = views.feature_fields(version, reference)
+    except PortalError as exc:
+        st.info(exc.message, icon=":material/info:")
+        return
+    prefix = f"{keys.FORM_PREFIX}{version.ref}."
+    for field in fields:
+        st.session_state.setdefault(prefix + field.name, field.default)
+    if reference is not None:
+        st.caption("Defaults are the medians (and most frequent categories) of the model's reference data.")
+        _reference_row_picker(fields, reference, prefix)
+    else:
+        st.caption("This version has no reference data, so numbers start at 0.")
+    with st.form(prefix + "form", border=True):
+        grid = st.columns(_GRID)
+        for i, field in enumerate(fields):
+            with grid[i % _GRID]:
+                _field_widget(field, prefix + field.name)
+        submitted = st.form_submit_button("Predict", type="primary", icon=":material/play_arrow:")
+    if submitted:
+        st.session_state.pop(keys.FORM_RESULT, None)
+        row = pd.DataFrame([{f.name: st.session_state[prefix + f.name] for f in fields}])
+        with shown_errors():
+            prediction = portal.predict(version, row)
+            st.session_state[keys.FORM_RESULT] = (version.ref, prediction, prediction.to_frame())
+    result = st.session_state.get(keys.FORM_RESULT)
+    if result and result[0] == version.ref:
+        prediction_summary(result[1], result[2], key=prefix + "topk")
+
+
+# -- batch ---------------------------------------------------------------------------
+def _template(version: ModelVersion, reference: pd.DataFrame | None) -> bytes:
+    columns = views.input_columns(version)
+    if reference is not None and set(columns) <= set(reference.columns):
+        return frame_to_csv_bytes(reference[columns].head(5))
+    return frame_to_csv_bytes(pd.DataFrame(columns=columns))
+
+
+def _column_report(match: views.ColumnMatch) -> bool:
+    if match.positional:
+        st.info(f"This version has no feature names: the file's {len(match.expected)} columns are used in order.",
+                icon=":material/info:")
+        return True
+    if match.missing:
+        listed = ", ".join(f"`{c}`" for c in match.missing[:20]) + (" …" if len(match.missing) > 20 else "")
+        st.error(f"The file lacks {len(match.missing)} column(s) the model needs: {listed}", icon=":material/block:")
+        return False
+    if match.extra:
+        listed = ", ".join(f"`{c}`" for c in match.extra[:20]) + (" …" if len(match.extra) > 20 else "")
+        st.warning(f"{len(match.extra)} extra column(s) are not used by the model and are kept as they are in "
+                   f"the results: {listed}", icon=":material/info:")
+    st.success(f"All {len(match.expected)} columns the model needs are there.", icon=":material/check_circle:")
+    return True
+
+
+def _run_batch(portal: Portal, version: ModelVersion, data: pd.DataFrame, token: str, filename: str) -> None:
+    bar = st.progress(0.0, text=f"Predicting {len(data):,} rows …")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Predicted {done:,} of {total:,} rows")
+
+    with shown_errors(stop=True):
+        results, spent = views.predict_in_chunks(portal, version, data, progress=progress)
+    joined = views.join_results(data, results)
+    download = frame_to_csv_bytes(joined)
+    st.session_state[keys.BATCH_RESULT] = (version.ref, token, joined, spent, download, filename)
+    bar.empty()
+
+
+def _show_batch(version: ModelVersion, joined: pd.DataFrame, spent: float, download: bytes, filename: str) -> None:
+    cols = st.columns(3)
+    cols[0].metric("Rows predicted", f"{len(joined):,}")
+    cols[1].metric("Latency", f"{spent * 1e3:,.1f} ms")
+    cols[2].metric("Throughput", f"{len(joined) / spent:,.0f} rows/s" if spent > 0 else "—")
+    chart(figures.prediction_distribution(joined, task=version.task), key=f"batch.dist.{version.ref}")
+    if len(joined) > _TABLE_ROWS:
+        st.caption(f"Showing the first {_TABLE_ROWS:,} of {len(joined):,} rows; the download has them all.")
+    st.dataframe(joined.head(_TABLE_ROWS), hide_index=True, width="stretch", column_config=result_columns(joined))
+    st.download_button("Download results (CSV)", data=download, file_name=f"{Path(filename).stem}-predictions.csv",
+                       mime="text/csv", type="primary", icon=":material/download:", on_click="ignore")
+    st.caption(f"Model {version.ref} · {latency_text(spent, len(joined))} · cells starting with = + - @ are "
+               "escaped so spreadsheets do not run them")
+
+
+def batch_panel(portal: Portal, version: ModelVersion) -> None:
+    """Score a CSV or Parquet file; results joined to the input, charted, downloadable."""
+    columns = views.input_columns(version)
+    st.caption(f"One row per prediction, with the {len(columns)} column(s) the model takes: "
+               + ", ".join(f"`{c}`" for c in columns[:12]) + (" …" if len(columns) > 12 else ""))
+    st.download_button("Template CSV", data=_template(version, portal.reference_frame(version.ref)),
+                       file_name=f"{version.name}-template.csv", mime="text/csv", icon=":material/table:",
+                       on_click="ignore")
+    upload = st.file_uploader("CSV or Parquet file", type=["csv", "parquet"], key=f"predict.batch.{version.ref}")
+    if upload is None:
+        return
+    with shown_errors(stop=True):
+        data = read_table(upload.getvalue(), name=upload.name)
+    if not _column_report(views.match_columns(version, data.columns)):
+        return
+    st.markdown(f"**Preview** ({min(len(data), _PREVIEW_ROWS)} of {len(data):,} rows)")
+    st.dataframe(data.head(_PREVIEW_ROWS), hide_index=True, width="stretch")
+    if st.button(f"Predict {len(data):,} rows", type="primary", icon=":material/play_arrow:"):
+        _run_batch(portal, version, data, upload.file_id, upload.name)
+    result = st.session_state.get(keys.BATCH_RESULT)
+    if result and result[:2] == (version.ref, upload.file_id):
+        _show_batch(version, *result[2:])
+
+
+# -- images --------------------------------------------------------------------------
+def _predict_images(portal: Portal, version: ModelVersion, files: list[Any]) -> tuple[pd.DataFrame, float, float]:
+    names = [f.name for f in files]
+    began = time.perf_counter()
+    batch = portal.images_to_array(version, [f.getvalue() for f in files], names=names)
+    prepared = time.perf_counter() - began
+    prediction = portal.predict(version, batch)
+    frame = prediction.to_frame()
+    frame.insert(0, "image", names)
+    return frame, prepared, prediction.latency_s
+
+
+def _image_scores(files: list[Any], frame: pd.DataFrame, ref: str) -> None:
+    shown = files if len(files) <= 4 else []
+    if shown:
+        cols = st.columns(len(shown))
+        for i, (col, upload) in enumerate(zip(cols, shown, strict=True)):
+            row = frame.iloc[i]
+            col.image(upload.getvalue(), caption=upload.name, width=120)
+            top = views.top_classes(row.to_dict())
+            if top:
+                with col:
+                    chart(figures.top_k_bar(top, title=f"{upload.name}: top {len(top)}"), key=f"img.{ref}.{i}")
+        return
+    choice = st.selectbox("Top classes of", range(len(files)), format_func=lambda i: files[i].name)
+    top = views.top_classes(frame.iloc[choice].to_dict())
+    if top:
+        chart(figures.top_k_bar(top, title=f"{files[choice].name}: top {len(top)}"), key=f"img.{ref}.pick")
+
+
+def image_panel(portal: Portal, version: ModelVersion) -> None:
+    """Drop images; preprocess them as the version says; show the top classes of each."""
+    prep = version.preprocessing
+    if prep:
+        st.caption("Preprocessing: " + ", ".join(f"{k} = {v}" for k, v in prep.items()))
+    types = [s.lstrip(".") for s in IMAGE_SUFFIXES]
+    files = st.file_uploader("Drop one or several images", type=types, accept_multiple_files=True,
+                             key=f"predict.images.{version.ref}")
+    if not files:
+        return
+    tokens = tuple(f.file_id for f in files)
+    cached = st.session_state.get(keys.IMAGE_RESULT)
+    if not cached or cached[:2] != (version.ref, tokens):
+        with shown_errors(stop=True):
+            cached = (version.ref, tokens, *_predict_images(portal, version, files))
+        st.session_state[keys.IMAGE_RESULT] = cached
+    frame, prepared, latency = cached[2:]
+    cols = st.columns(3)
+    cols[0].metric("Images", len(files))
+    cols[1].metric("Preprocessing", f"{prepared * 1e3:.1f} ms")
+    cols[2].metric("Latency", f"{latency * 1e3:.1f} ms")
+    _image_scores(files, frame, version.ref)
+    if len(files) > 4:
+        st.image([f.getvalue() for f in files[:24]], caption=[f.name for f in files[:24]], width=72)
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=result_columns(frame))
+    st.caption(f"Model {version.ref} · {latency_text(latency, len(files))}")
+
+
+# -- raw tensors ---------------------------------------------------------------------
+def tensor_panel(portal: Portal, version: ModelVersion) -> None:
+    """Models whose inputs are neither a table nor images: feed .npy, .npz or .json files."""
+    st.caption("This model's inputs are tensors: upload a `.npz` with one array per input name, a `.npy` "
+               "for a single input, or a `.json` object of arrays.")
+    upload = st.file_uploader("Input file", type=["npz", "npy", "json"], key=f"predict.tensor.{version.ref}")
+    if upload is None:
+        return
+    with shown_errors(stop=True):
+        data = read_input(upload.getvalue(), name=upload.name)
+        prediction = portal.predict(version, data)
+        frame = prediction.to_frame()
+    st.metric("Latency", f"{prediction.latency_s * 1e3:.1f} ms")
+    st.dataframe(frame.head(_TABLE_ROWS), hide_index=True, width="stretch")
+    st.download_button("Download results (CSV)", data=frame_to_csv_bytes(frame),
+                       file_name=f"{Path(upload.name).stem}-predictions.csv", mime="text/csv", on_click="ignore")
+    st.caption(f"Model {version.ref} · {latency_text(prediction.latency_s, prediction.rows)}")
