@@ -236,11 +236,12 @@ def _from_frame(
     assert single is not None
     block = frame[wanted]
     if single["dtype"] != "string":
-        for col in wanted:  # per-column errors name the column, not the whole block
-            if block[col].dtype.kind not in "biuf":
+        kinds = [getattr(d, "kind", "O") for d in block.dtypes]  # one call, not one per column
+        for col, kind in zip(wanted, kinds):  # per-column errors name the column, not the whole block
+            if kind not in "biuf":
                 cast(block[col].to_numpy(), single["dtype"], f"column {col!r}", allow_nan=allow_nan)
-        values = block.to_numpy(dtype=numpy_dtype(single["dtype"]) if all(
-            block[c].dtype.kind in "biuf" for c in wanted) else None)
+        numeric = all(kind in "biuf" for kind in kinds)
+        values = block.to_numpy(dtype=numpy_dtype(single["dtype"]) if numeric else None)
     else:
         values = block.to_numpy()
     try:
