@@ -239,6 +239,96 @@ def demo(as_json: JsonOpt = False) -> None:
 
 @app.command()
 @handles_errors
+def fsck(
+    verify: Annotated[bool, typer.Option("--verify", help="Also re-hash every referenced blob")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only, repair nothing")] = False,
+    grace: Annotated[float, typer.Option(help="Only collect debris older than this many seconds")] = 600.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that registry and blob files agree; collect orphans (never a referenced blob)."""
+    from .core import Portal
+
+    p = Portal.open(settings=Settings.from_env(), check=False)
+    report = p.fsck(repair=not dry_run, verify=verify, grace_seconds=grace)
+    _emit(report.__dict__ | {"healthy": report.healthy}, as_json, report.summary)
+    if not report.healthy:
+        raise typer.Exit(2)
+
+
+@app.command("backup")
+@handles_errors
+def backup_command(
+    dest: Annotated[Path, typer.Argument(help="Backup file to write (.tar)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a consistent snapshot of the registry and its blobs (safe while the portal runs)."""
+    from .backup import backup
+
+    info = backup(_portal(), dest)
+    _emit(info.__dict__, as_json,
+          lambda: f"backed up {info.models} models, {info.versions} versions, {info.blobs} blobs "
+                  f"({info.bytes / 1024**2:.1f} MiB) to {info.path}")
+
+
+@app.command("restore")
+@handles_errors
+def restore_command(
+    source: Annotated[Path, typer.Argument(help="Backup file written by `portal backup`")],
+    home: Annotated[Path | None, typer.Option(help="Empty directory to restore into (default: PORTAL_HOME)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a backup into an empty home, verifying every file's hash."""
+    from .backup import restore
+
+    info = restore(source, home or Settings.from_env().home)
+    _emit(info.__dict__, as_json,
+          lambda: f"restored {info.models} models, {info.versions} versions, {info.blobs} blobs into {info.path}")
+
+
+@app.command()
+@handles_errors
+def export(
+    ref: Annotated[str, typer.Argument(help="name, name:3 or name@alias")],
+    dest: Annotated[Path, typer.Argument(help="Model repository directory")],
+    fmt: Annotated[str, typer.Option("--format", help="triton, or kserve (triton + InferenceService)")] = "triton",
+    storage_uri: Annotated[str | None, typer.Option("--storage-uri", help="KServe storageUri of the repository")] = None,
+) -> None:
+    """Export a version as a Triton model repository (and a KServe manifest)."""
+    from .export import export_repository
+
+    for path in export_repository(_portal(), ref, dest, fmt=fmt, storage_uri=storage_uri):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new random key for PORTAL_ENCRYPTION_KEY."""
+    from .crypto import generate_key
+
+    typer.echo(generate_key())
+
+
+@app.command("rotate-key")
+@handles_errors
+def rotate_key(
+    decrypt: Annotated[bool, typer.Option("--decrypt", help="Store blobs in plaintext again")] = False,
+) -> None:
+    """Re-encrypt every blob with PORTAL_NEW_ENCRYPTION_KEY (current key: PORTAL_ENCRYPTION_KEY).
+
+    Stop the portal first; afterwards start it with the new key in PORTAL_ENCRYPTION_KEY.
+    """
+    import os
+
+    new_key = None if decrypt else os.environ.get("PORTAL_NEW_ENCRYPTION_KEY")
+    if not decrypt and not new_key:
+        _fail("set PORTAL_NEW_ENCRYPTION_KEY to the new key (`portal keygen`), or pass --decrypt")
+    count = _portal().rotate_key(new_key)
+    typer.echo(f"rewrote {count} blobs {'in plaintext' if decrypt else 'with the new key'}; "
+               "now set PORTAL_ENCRYPTION_KEY to the new key")
+
+
+@app.command()
+@handles_errors
 def ui(
     host: Annotated[str, typer.Option(help="Address to bind (default: this machine only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8501,
@@ -268,6 +358,279 @@ def ui(
 
 
 # -- REST API commands (serve, users, tokens) ---------------------------------
+users_app = typer.Typer(no_args_is_help=True, help="Users of the REST API (and the UI) and their roles.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens: created once, stored hashed, revocable.")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+
+
+@app.command()
+@handles_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (default: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each with its own session cache)")] = 1,
+    batch: Annotated[list[str] | None, typer.Option("--batch", help="Model to batch adaptively (repeatable)")] = None,
+) -> None:
+    """Serve every registered model over the REST API (OIP v2 + management), docs at /docs."""
+    import os
+
+    import uvicorn
+
+    if workers < 1:
+        _fail("--workers must be at least 1")
+    if batch:
+        os.environ["PORTAL_API_BATCHING"] = ",".join([*filter(None, os.environ.get("PORTAL_API_BATCHING", "").split(",")), *batch])
+    from .api import ApiSettings
+
+    ApiSettings.from_env()  # bad PORTAL_API_* values fail here, with one line, not in every worker
+    typer.echo(f"Model Portal API on http://{host}:{port}  (docs at /docs, Ctrl+C to stop)", err=True)
+    uvicorn.run("portal.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=False, log_level="warning", timeout_graceful_shutdown=10)
+
+
+def _user_text(users: list[Any]) -> str:
+    if not users:
+        return "no users yet: `portal users add NAME --role admin`"
+    width = max(len(u.name) for u in users)
+    return "\n".join([f"{'NAME':<{width}}  ROLE     STATE"] +
+                     [f"{u.name:<{width}}  {u.role:<7}  {'disabled' if u.disabled else 'active'}" for u in users])
+
+
+def _auth() -> tuple[Any, str]:
+    from .auth import Auth
+
+    portal = _portal()
+    return Auth(portal.registry), portal.actor
+
+
+@users_app.command("add")
+@handles_errors
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name")],
+    role: Annotated[str, typer.Option(help="viewer, analyst or admin")] = "viewer",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user with a role."""
+    auth, actor = _auth()
+    user = auth.add_user(name, role, actor=actor)
+    _emit({"name": user.name, "role": user.role}, as_json, lambda: f"added {user.role} {user.name}")
+
+
+@users_app.command("list")
+@handles_errors
+def users_list(as_json: JsonOpt = False) -> None:
+    """List users and their roles."""
+    users = _auth()[0].list_users()
+    _emit([{"name": u.name, "role": u.role, "disabled": u.disabled} for u in users], as_json,
+          lambda: _user_text(users))
+
+
+@users_app.command("delete")
+@handles_errors
+def users_delete(name: Annotated[str, typer.Argument(help="User name")]) -> None:
+    """Delete a user and their tokens (their requests fail at once)."""
+    auth, actor = _auth()
+    auth.delete_user(name, actor=actor)
+    typer.echo(f"deleted user {name}")
+
+
+@tokens_app.command("create")
+@handles_errors
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="User the token belongs to")],
+    label: Annotated[str, typer.Option(help="What the token is for")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token; it is printed once and cannot be shown again."""
+    auth, actor = _auth()
+    new = auth.create_token(name, label=label, actor=actor)
+    _emit({"id": new.info.id, "user": new.info.user, "label": new.info.label, "token": new.secret}, as_json,
+          lambda: f"{new.secret}\n(token {new.info.id} for {new.info.user}; shown once, store it now)")
+
+
+@tokens_app.command("list")
+@handles_errors
+def tokens_list(
+    user: Annotated[str | None, typer.Option(help="Only this user's tokens")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include revoked tokens")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tokens (ids, owners, labels; never the secrets)."""
+    tokens = _auth()[0].list_tokens(user=user, include_revoked=all_)
+    data = [{"id": t.id, "user": t.user, "label": t.label, "prefix": t.prefix, "active": t.active,
+             "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None} for t in tokens]
+    _emit(data, as_json, lambda: "\n".join(
+        f"{t.id:>4}  {t.user:<16} {t.prefix}…  {'active' if t.active else 'revoked'}  {t.label}" for t in tokens
+    ) or "no tokens")
+
+
+@tokens_app.command("revoke")
+@handles_errors
+def tokens_revoke(token_id: Annotated[int, typer.Argument(metavar="ID", help="Token id (`portal tokens list`)")]) -> None:
+    """Revoke a token; requests made with it fail from now on."""
+    auth, actor = _auth()
+    info = auth.revoke_token(token_id, actor=actor)
+    typer.echo(f"revoked token {info.id} of {info.user}")
+
+
+# -- compression commands (compress, compare) ----------------------------------
+def _progress_to_stderr(line: str) -> None:
+    typer.echo(f"  {line}", err=True)
+
+
+@app.command()
+@handles_errors
+def compress(
+    ref: Annotated[str, typer.Argument(help="Version to compress: name, name:3 or name@alias")],
+    method: Annotated[str, typer.Option("--method", "-m", help="int8-dynamic, int8-static, fp16, prune or optimized")],
+    calibration: Annotated[Path | None, typer.Option(
+        help="int8-static: CSV, Parquet, npz or a folder of images (default: the version's reference data)")] = None,
+    calibration_method: Annotated[str | None, typer.Option(
+        "--calibration-method", help="int8-static: minmax (default), entropy or percentile")] = None,
+    sparsity: Annotated[float | None, typer.Option(help="prune: share of weights set to zero, in (0, 1); default 0.5")] = None,
+    per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one scale per output channel")] = False,
+    op_types: Annotated[str | None, typer.Option("--op-types", help="int8: operators to quantize, comma-separated")] = None,
+    block_ops: Annotated[str | None, typer.Option("--block-ops", help="fp16: operators kept in float32, comma-separated")] = None,
+    level: Annotated[str | None, typer.Option(help="optimized: basic, extended (default) or all")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a compressed variant of a version (registered as the model's next version)."""
+    from .variants import create_variant
+
+    version = create_variant(
+        _portal(), ref, method, calibration=calibration, calibration_method=calibration_method, sparsity=sparsity,
+        per_channel=True if per_channel else None, op_types=op_types.split(",") if op_types else None,
+        block_ops=block_ops.split(",") if block_ops else None, level=level, progress=_progress_to_stderr,
+    )
+    details = version.meta.get("variant", {})
+    data = {**_version_dict(version), "method_params": version.method_params, **details}
+
+    def text() -> str:
+        lines = [f"created {version.ref} ({version.method} of {version.parent}), {version.size_bytes / 1024:.1f} KiB"]
+        return "\n".join(lines + [f"  note: {note}" for note in details.get("notes", [])])
+
+    _emit(data, as_json, text)
+
+
+def _comparison_text(comparison: Any) -> str:
+    table = comparison.table()
+    keep = [c for c in table.columns if not c.startswith("p95") and c not in ("Gzip size", "Peak memory")]
+    lines = [table[keep].to_string(index=False, float_format=lambda v: f"{v:.4g}"), "", comparison.advice.summary]
+    for verdict in comparison.advice.verdicts:
+        lines.append(f"{verdict.ref} ({verdict.method}): {verdict.status}")
+        lines += [f"  - {reason}" for reason in verdict.reasons]
+    lines += [f"{method} not created: {reason}" for method, reason in comparison.refused.items()]
+    lines += [f"note: {note}" for note in comparison.notes]
+    env = comparison.run.environment
+    lines.append(f"measured on {env.get('cpu')} (avx2={env.get('avx2')}, avx512={env.get('avx512')}, "
+                 f"vnni={env.get('vnni')}), onnxruntime {env.get('onnxruntime')}, "
+                 f"{comparison.run.dataset['rows']} rows of {comparison.run.dataset['source']}")
+    return "\n".join(lines)
+
+
+@app.command()
+@handles_errors
+def compare(
+    ref: Annotated[str, typer.Argument(help="Version whose variants to compare: name, name:3 or name@alias")],
+    data: Annotated[Path | None, typer.Option(help="Evaluation data: CSV, Parquet, npz or an image folder (default: reference data)")] = None,
+    label_column: Annotated[str | None, typer.Option("--label-column", help="Column of true labels in --data")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated methods (default: all)")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="int8-static calibration data (default: reference data)")] = None,
+    tolerance: Annotated[float, typer.Option(help="Largest agreement loss accepted, e.g. 0.01 for 1%")] = 0.01,
+    objective: Annotated[str, typer.Option(help="latency or size")] = "latency",
+    stored: Annotated[bool, typer.Option("--stored", help="Show the stored comparison; measure nothing")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the variants of a version, measure them side by side, and say which to serve."""
+    from .errors import NotFoundError
+    from .variants import compare as run_compare
+    from .variants import load_comparison
+
+    p = _portal()
+    if stored:
+        found = load_comparison(p, p.get(ref).ref, tolerance=tolerance, objective=objective)
+        if found is None:
+            raise NotFoundError(f"{ref} has no stored comparison; run `portal compare {ref}` first")
+        comparison = found
+    else:
+        comparison = run_compare(
+            p, ref, data=data, label_column=label_column, calibration=calibration, tolerance=tolerance,
+            objective=objective, methods=[m.strip() for m in methods.split(",")] if methods else None,
+            progress=_progress_to_stderr,
+        )
+    _emit(comparison.to_dict(), as_json, lambda: _comparison_text(comparison))
+
+
+# -- explanation commands (explain) --------------------------------------------
+def _explain_input(path: Path, rows: int) -> Any:
+    from .dataio import read_input
+
+    data = read_input(path)
+    if hasattr(data, "iloc"):
+        return data.iloc[:rows]
+    if isinstance(data, dict):
+        return {k: v[:rows] for k, v in data.items()}
+    return data[:rows]
+
+
+def _check_explanation_output(output: Path | None, images: bool) -> None:
+    suffixes = (".html", ".json") if images else (".csv", ".html", ".json")
+    if output is not None and output.suffix.lower() not in suffixes:
+        raise InvalidInputError(
+            f"cannot write an explanation to {output.name!r}: use a {', '.join(suffixes[:-1])} or {suffixes[-1]} file"
+        )
+
+
+def _write_explanation(explanation: Any, output: Path, target: str | None) -> None:
+    from .explain_figures import html_report, shap_csv
+    from .explain_types import TabularExplanation
+
+    suffix = output.suffix.lower()
+    tabular = isinstance(explanation, TabularExplanation)
+    if suffix == ".csv":
+        output.write_bytes(shap_csv(explanation, target=target))
+    elif suffix == ".html":
+        output.write_text(html_report(explanation, target=target) if tabular else html_report(explanation))
+    else:
+        output.write_text(json.dumps(explanation.to_dict(target) if tabular else explanation.to_dict(), default=str))
+
+
+@app.command()
+@handles_errors
+def explain(
+    ref: Annotated[str, typer.Argument(help="name, name:3 or name@alias")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Rows (.csv, .parquet, .json, .npz) or an image")],
+    background: Annotated[Path | None, typer.Option(help="Background table (default: the version's reference data)")] = None,
+    rows: Annotated[int, typer.Option("--rows", "-n", min=1, help="Explain the first N rows of the input")] = 10,
+    target: Annotated[str | None, typer.Option(help="Class or output to explain (default: the predicted class)")] = None,
+    max_evals: Annotated[int | None, typer.Option("--max-evals", min=1, help="Evaluations per row")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and permutations")] = 0,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write SHAP values (.csv), a report (.html) or JSON")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain a model's answers on rows (or an image) with SHAP."""
+    from .explain import ExplainSettings, explain_images, explain_rows
+    from .images import IMAGE_SUFFIXES
+
+    images = input.suffix.lower() in IMAGE_SUFFIXES
+    _check_explanation_output(output, images)
+    p = _portal()
+    settings = ExplainSettings(max_evals=max_evals, seed=seed)
+    if images:
+        if background is not None:
+            raise InvalidInputError("--background applies to table rows; image explanations blur the image instead")
+        result: Any = explain_images(p, ref, [input], target=target, settings=settings)
+        data = result.to_dict()
+    else:
+        if not input.is_file():
+            raise InvalidInputError(f"no such file: {input}")
+        result = explain_rows(p, ref, _explain_input(input, rows), background=background, target=target, settings=settings)
+        data = result.to_dict(target)
+    if output is not None:
+        _write_explanation(result, output, target)
+    text = (lambda: result.describe(target)) if hasattr(result, "select") else result.describe
+    _emit(data, as_json, lambda: text() + (f"\nwrote {output}" if output is not None else ""))
 
 
 def main() -> None:

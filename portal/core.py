@@ -29,7 +29,8 @@ from .runtime import LoadedSession, SessionCache, SessionConfig
 from .signature import FastPlan, Feeds, coerce, tensor_inputs
 from .store import BlobStore, receive_stream
 
-__all__ = ["Portal", "StagedModel"]
+__all__ = ["Portal", "StagedModel", "suggest_name"]
+
 
 Source = str | Path | bytes | BinaryIO
 DEMO_NAMES = ("breast-cancer", "diabetes", "digits", "wine")
@@ -60,7 +61,8 @@ def _default_actor() -> str:
     return "local"
 
 
-def _suggest_name(filename: str) -> str:
+def suggest_name(filename: str) -> str:
+    """A valid model name derived from an upload's file name."""
     stem = Path(filename).name.split(".")[0]
     clean = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-_")
     return clean[:64] or "model"
@@ -259,7 +261,7 @@ class Portal:
     def _register_staged(self, staged: StagedModel, name: str | None, metadata: dict[str, Any]) -> ModelVersion:
         from .metadata import build_version_meta
 
-        name = check_name(name or _suggest_name(staged.filename))
+        name = check_name(name or suggest_name(staged.filename))
         actor = metadata.pop("actor", None) or self.actor
         reference = metadata.pop("reference", None)
         parent = metadata.pop("parent", None)
@@ -452,6 +454,31 @@ class Portal:
         if rows == 0:
             raise InvalidInputError(f"{path.name} has no data rows")
         return pd.DataFrame({"rows": [rows]}) if writer else pd.concat(frames, ignore_index=True)
+
+    # -- variants (see portal.variants) ---------------------------------------
+    def create_variant(self, ref: str | ModelRef, method: str, **options: Any) -> ModelVersion:
+        """A compressed variant of ``ref`` (int8-dynamic, int8-static, fp16, prune, optimized)."""
+        from .variants import create_variant
+
+        return create_variant(self, ref, method, **options)
+
+    def compare(self, ref: str | ModelRef, **options: Any) -> Any:
+        """Create and measure variants of ``ref`` against it; returns a ``Comparison`` with advice."""
+        from .variants import compare
+
+        return compare(self, ref, **options)
+
+    def load_comparison(self, ref: str | ModelRef, **options: Any) -> Any:
+        """The stored comparison of ``ref``, without measuring again (None if never measured)."""
+        from .variants import load_comparison
+
+        return load_comparison(self, ref, **options)
+
+    def lineage(self, ref: str | ModelRef) -> list[ModelVersion]:
+        """``ref`` and its ancestors, newest first."""
+        from .variants import lineage
+
+        return lineage(self, ref)
 
     # -- demo -----------------------------------------------------------------
     def load_demo(self, *, progress: Progress | None = None) -> list[ModelVersion]:

@@ -80,7 +80,9 @@ def _softmax(values: np.ndarray) -> np.ndarray:
 def _looks_like_probabilities(values: np.ndarray) -> bool:
     if values.size == 0:
         return True
-    return bool(values.min() >= -1e-6 and values.max() <= 1 + 1e-6 and np.allclose(values.sum(axis=1), 1, atol=1e-3))
+    # loose on the sum: an fp16 or int8 variant's softmax can be off by more than float32 rounding,
+    # and softmaxing real probabilities a second time would flatten them
+    return bool(values.min() >= -1e-6 and values.max() <= 1 + 1e-6 and np.allclose(values.sum(axis=1), 1, atol=2e-2))
 
 
 @dataclass

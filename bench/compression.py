@@ -1,0 +1,189 @@
+"""Compressed variants of five real architectures: size, speed and agreement against each parent.
+
+Run: .venv/bin/python bench/compression.py [--home DIR] [--image-size 160] [--threads 1] [--only digits,mlp]
+
+Builds, in one run: the demo digits CNN (portal.demo, registered through the real
+ingest), an MLP trained on breast cancer, a small transformer encoder, and
+torchvision's mobilenet_v3_small and resnet18 (random weights); creates every
+variant with ``portal.variants.compare`` and prints, per model and method, the
+size ratio, the speedup at batch 1 and 32 (parent p50 / variant p50, measured
+interleaved in one child process), the top-1 agreement and the verdict, then
+the variant the portal recommends. Every figure is a ratio against the parent
+measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import table  # noqa: E402
+
+from portal import Portal  # noqa: E402
+from portal.measure import environment  # noqa: E402
+from portal.variants import Comparison, compare  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+
+# -- models --------------------------------------------------------------------------------
+def _export(torch: Any, module: Any, example: Any, path: Path) -> Path:
+    """TorchScript-based ONNX export (opset 17, dynamic batch): fast and stable for these modules."""
+    module.eval()
+    torch.onnx.export(module, (example,), str(path), input_names=["x"], output_names=["logits"], opset_version=17,
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    return path
+
+
+def add_digits(portal: Portal, work: Path) -> tuple[str, dict[str, Any]]:
+    from portal.demo import build_demo_sources
+
+    source = next(s for s in build_demo_sources(work / "demo") if s.name == "digits")
+    version = portal.register(source.path, "digits", input_shape=source.input_shape, task=source.task,
+                              feature_names=source.feature_names, class_labels=source.class_labels,
+                              preprocessing=source.preprocessing, reference=source.reference)
+    return version.ref, {}  # evaluated and calibrated on its reference data (200 digits with labels)
+
+
+def add_mlp(portal: Portal, work: Path, hidden: int = 512) -> tuple[str, dict[str, Any]]:
+    import torch
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    x = bunch.data.to_numpy(np.float32)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden),
+                              torch.nn.ReLU(), torch.nn.Linear(hidden, 2))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xs, ys = torch.from_numpy(x), torch.from_numpy(bunch.target.to_numpy())
+    for _ in range(60):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(xs), ys).backward()
+        optimizer.step()
+    path = _export(torch, net, torch.zeros(2, 30), work / "mlp.onnx")
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(30)]).assign(target=bunch.target.astype(str).to_numpy())
+    version = portal.register(path, "mlp", task="classification", class_labels=["0", "1"],
+                              feature_names=[f"f{i}" for i in range(30)], reference=frame)
+    return version.ref, {"data": frame.sample(n=400, random_state=0), "label_column": "target"}
+
+
+def add_transformer(portal: Portal, work: Path, *, seq: int = 32, d_model: int = 256) -> tuple[str, dict[str, Any]]:
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layer = torch.nn.TransformerEncoderLayer(d_model, nhead=8, dim_feedforward=4 * d_model, batch_first=True)
+            self.encoder = torch.nn.TransformerEncoder(layer, num_layers=4, enable_nested_tensor=False)
+            self.head = torch.nn.Linear(d_model, 10)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.encoder(x).mean(dim=1))
+
+    torch.manual_seed(0)
+    path = _export(torch, Encoder(), torch.zeros(2, seq, d_model), work / "transformer.onnx")
+    version = portal.register(path, "transformer", task="classification")
+    rng = np.random.default_rng(0)
+    return version.ref, {"data": {"x": rng.normal(size=(128, seq, d_model)).astype(np.float32)},
+                         "calibration": {"x": rng.normal(size=(64, seq, d_model)).astype(np.float32)}}
+
+
+def add_vision(portal: Portal, work: Path, name: str, size: int) -> tuple[str, dict[str, Any]]:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    net = getattr(torchvision.models, name)(weights=None)
+    path = _export(torch, net, torch.zeros(2, 3, size, size), work / f"{name}.onnx")
+    version = portal.register(path, name.replace("_", "-"), task="classification")
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(64, 3, size, size)).astype(np.float32)
+    return version.ref, {"data": {"x": images}, "calibration": {"x": images[:32]}}
+
+
+# -- report --------------------------------------------------------------------------------
+def rows_for(comparison: Comparison) -> list[list[object]]:
+    parent = comparison.measurements[0]
+    rows: list[list[object]] = []
+    for m in comparison.measurements[1:]:
+        verdict = comparison.advice.verdict(m.ref)
+        speed = verdict.speedup if verdict else {}  # median of the paired rounds (parent / variant)
+        agree = m.agreement.get("top1")
+        rows.append([comparison.parent, m.method, f"{m.size_bytes / parent.size_bytes:.2f}",
+                     f"{speed.get('1', float('nan')):.2f}", f"{speed.get('32', float('nan')):.2f}",
+                     "-" if agree is None else f"{agree:.2%}", verdict.status if verdict else "-"])
+    for method, reason in comparison.refused.items():
+        rows.append([comparison.parent, method, "-", "-", "-", "-", "refused: " + reason[:60]])
+    return rows
+
+
+def check(comparison: Comparison) -> list[str]:
+    """Violations of "never recommend a variant slower than its parent"."""
+    best = comparison.advice.best
+    if best is None:
+        return []
+    speedup = comparison.advice.verdict(best).speedup
+    return [f"{best} is slower at batch {b}" for b, s in speedup.items() if s < 1.0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--home", type=Path, help="store to use (default: a temporary one)")
+    parser.add_argument("--image-size", type=int, default=160,
+                        help="input side of the torchvision models (224 is their usual size; ~4 min longer)")
+    parser.add_argument("--only", help="comma-separated subset: digits,mlp,transformer,mobilenet,resnet")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads while timing (default 1: steadiest on a shared machine; 0 = all cores)")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="int8 with one scale per tensor (default: per channel)")
+    args = parser.parse_args()
+    chosen = set(args.only.split(",")) if args.only else {"digits", "mlp", "transformer", "mobilenet", "resnet"}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        portal = Portal.open(args.home or work / "home")
+        env = environment()
+        print(f"CPU: {env['cpu']} ({env['cores']} cores) avx2={env['avx2']} avx512={env['avx512']} "
+              f"vnni={env['vnni']} · onnxruntime {env['onnxruntime']} · timing threads {args.threads} · "
+              f"int8 {'per tensor' if args.per_tensor else 'per channel'}\n")
+        builders = [("digits", lambda: add_digits(portal, work)), ("mlp", lambda: add_mlp(portal, work)),
+                    ("transformer", lambda: add_transformer(portal, work)),
+                    ("mobilenet", lambda: add_vision(portal, work, "mobilenet_v3_small", args.image_size)),
+                    ("resnet", lambda: add_vision(portal, work, "resnet18", args.image_size))]
+        rows, advice, problems = [], [], []
+        for key, build in builders:
+            if key not in chosen:
+                continue
+            t0 = time.perf_counter()
+            ref, data = build()
+            built = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            comparison = compare(portal, ref, budget_seconds=2.0, threads=args.threads,
+                                 per_channel=not args.per_tensor, **data)
+            seconds = time.perf_counter() - t0
+            rows += rows_for(comparison)
+            advice.append(f"{ref}: {comparison.advice.summary}  [built in {built:.0f} s, compared in {seconds:.0f} s]")
+            advice.append(f"{ref} at batch 32 only: {comparison.with_advice(batch=32).advice.summary}")
+            problems += check(comparison) + check(comparison.with_advice(batch=32))
+            print(f"... {ref} compared in {seconds:.1f} s", file=sys.stderr, flush=True)
+        print(table(rows, ["model", "method", "size ×", "speedup b1", "speedup b32", "top-1 agree", "verdict"]))
+        print("\nspeedup = median over the interleaved rounds of parent time / variant time (> 1: faster); "
+              "size × = variant / parent file size\n")
+        print("\n".join(advice))
+        print(f"\nrecommendations slower than their parent: {problems or 'none'}")
+        print(f"total {time.perf_counter() - start:.0f} s")
+        portal.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""What every route needs: the portal, users, limits and metrics, behind a few verbs.
+
+``ApiContext`` lives on ``app.state.ctx``.  Its methods block (database,
+onnxruntime), so routes call them from worker threads (``await ctx.run(...)``),
+never on the event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+import pandas as pd
+from starlette.requests import Request
+
+from ..auth import Auth, User, require
+from ..core import Portal
+from ..errors import AuthenticationError, InferenceTimeoutError, PayloadTooLargeError
+from ..predict import Prediction, run_feeds
+from ..refs import ModelRef
+from ..registry import ModelVersion
+from ..runtime import LoadedSession, SessionConfig
+from ..signature import Feeds, tensor_inputs
+from .batching import Batcher, batchable
+from .limits import Watchdog
+from .metrics import ApiMetrics
+from .settings import ApiSettings
+
+__all__ = ["ApiContext", "Offload", "context"]
+
+T = TypeVar("T")
+
+
+def _fixed_batch(signature: dict[str, Any]) -> int | None:
+    # as Portal.predict does: a model with a fixed batch size is run in chunks of that size
+    specs = tensor_inputs(signature)
+    shape = specs[0].get("shape") if specs else None
+    if shape and isinstance(shape[0], int) and shape[0] >= 1:
+        return int(shape[0])
+    return None
+
+
+class Offload(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a request started on the event loop that turns out to need a thread."""
+
+
+def _terminated(exc: BaseException) -> bool:
+    return "terminate flag" in str(exc)
+
+
+class ApiContext:
+    """The portal plus the API's own state: auth, limits, metrics, batchers."""
+
+    def __init__(self, portal: Portal, settings: ApiSettings) -> None:
+        self.portal = portal
+        self.settings = settings
+        self.auth = Auth(portal.registry)
+        self.metrics = ApiMetrics(portal.cache)
+        self.watchdog = Watchdog(settings.infer_timeout_seconds)
+        self.session_config = SessionConfig(intra_op_threads=settings.intra_op_threads)
+        self._batchers: dict[str, Batcher] = {}
+        self._batchers_lock = threading.Lock()
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._costs: dict[tuple[str, str | None], float] = {}
+        self._local_db = portal.registry.engine.dialect.name == "sqlite"
+        self.in_flight = 0  # requests being served, kept by the Guard on the event loop
+        self.idle_since = 0.0  # when in_flight last dropped to 0 (perf_counter), kept by the Guard
+
+    def close(self) -> None:
+        self.watchdog.close()
+
+    def inline(self, key: tuple[str, str | None], body_bytes: int, *, arrived_idle: bool) -> bool:
+        """Whether an infer request for ``key`` (name, version segment) may run on the event loop.
+
+        Only when it reached an idle server (see ``Guard``; under load a thread lets
+        onnxruntime run on one core while the event loop reads the next request on
+        another) and is still alone, and is known to be cheap: its recent CPU cost (an average of the
+        thread CPU time of earlier requests, so queueing and preemption do not
+        count) is under ``inline_seconds``, the body is small, the user database
+        is a local SQLite file, and the model is not batched (batching needs
+        requests to wait for each other in threads).
+        """
+        return (
+            arrived_idle
+            and self.in_flight <= 1
+            and self._local_db
+            and body_bytes <= self.settings.inline_body_bytes
+            and self._costs.get(key, 1.0) < self.settings.inline_seconds
+            and key[0] not in self.settings.batching
+        )
+
+    def record_cost(self, key: tuple[str, str | None], seconds: float) -> None:
+        """Fold the CPU seconds of one served request into ``key``'s running average."""
+        old = self._costs.get(key)
+        self._costs[key] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    def is_loaded(self, version: ModelVersion) -> bool:
+        """Whether the version's session is in the cache now (so using it will not load it)."""
+        return any(sha == version.blob_sha for sha, _ in self.portal.cache.loaded())
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in a worker thread, at most ``infer_threads`` at a time."""
+        if self._limiter is None:  # made on the event loop, on first use
+            self._limiter = anyio.CapacityLimiter(self.settings.infer_threads)
+        return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=self._limiter)
+
+    # -- who --------------------------------------------------------------
+    def user(self, request: Request) -> User:
+        """The user of the request's bearer token (checked against the database now)."""
+        header = request.headers.get("authorization")
+        token = None
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise AuthenticationError("use 'Authorization: Bearer <token>'")
+            token = value.strip()
+        user = self.auth.authenticate(token)
+        request.scope.setdefault("state", {})["user"] = user.name
+        return user
+
+    def allow(self, request: Request, action: str, *, model_owner: str | None = None) -> User:
+        """The request's user, if their role allows ``action``."""
+        user = self.user(request)
+        require(user, action, model_owner=model_owner)
+        return user
+
+    # -- what -------------------------------------------------------------
+    def resolve(self, request: Request, ref: str | ModelRef) -> ModelVersion:
+        """The version ``ref`` names; labels the request's metrics with it."""
+        version = self.portal.get(ref)
+        state = request.scope.setdefault("state", {})
+        state["model"] = version.name
+        state["model_version"] = str(version.version)
+        return version
+
+    @staticmethod
+    def version_ref(name: str, version: str | None) -> str:
+        """``name``, ``name:3`` or ``name@alias`` from a path's name and version segments."""
+        if version is None:
+            return name
+        return f"{name}:{version}" if version.isdigit() else f"{name}@{version}"
+
+    # -- predict ------------------------------------------------------------
+    def predict(self, version: ModelVersion, data: Any, *, rows: int, extra_columns: str = "error") -> Prediction:
+        """Predict within the batch, time and concurrency limits.
+
+        Raises:
+            PayloadTooLargeError: more rows than ``max_batch_rows``.
+            InferenceTimeoutError: the run passed ``infer_timeout_seconds`` and was stopped.
+        """
+        limit = self.settings.max_batch_rows
+        if rows > limit:
+            raise PayloadTooLargeError(f"{rows:,} rows in one request is over the limit of {limit:,}; split the batch")
+        start = time.perf_counter()
+        with self.watchdog.guard() as deadline:
+            try:
+                feeds = self.portal.coerce(version, data, extra_columns=extra_columns)
+                batcher = self._batcher(version)
+                if batcher is None:
+                    outputs, keys = self._run(version, feeds, deadline.run_options)
+                else:
+                    outputs, keys = batcher.submit(feeds, deadline)
+            except Exception as exc:
+                if deadline.fired or _terminated(exc):
+                    self.metrics.rejected.labels("timeout").inc()
+                    raise InferenceTimeoutError(
+                        f"inference ran past the limit of {self.settings.infer_timeout_seconds:g} s and was stopped; "
+                        "send fewer rows per request (PORTAL_API_INFER_TIMEOUT_S sets the limit)"
+                    ) from exc
+                raise
+        prediction = Prediction(
+            ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=time.perf_counter() - start,
+            task=version.task, class_labels=version.class_labels, output_keys=keys,
+            unused_columns=feeds.unused_columns, index=data.index if isinstance(data, pd.DataFrame) else None,
+        )
+        labels = (version.name, str(version.version))
+        self.metrics.inference.labels(*labels).observe(time.perf_counter() - start)
+        self.metrics.rows.labels(*labels).inc(prediction.rows)
+        return prediction
+
+    def _batcher(self, version: ModelVersion) -> Batcher | None:
+        if version.name not in self.settings.batching or not batchable(version.signature):
+            return None
+        key = version.blob_sha
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            with self._batchers_lock:
+                batcher = self._batchers.get(key)
+                if batcher is None:
+                    batcher = Batcher(
+                        lambda feeds, options: self._run(version, feeds, options),
+                        max_rows=self.settings.batch_max_rows, max_wait=self.settings.batch_wait_seconds,
+                        on_batch=self.metrics.batch_rows.labels(version.name, str(version.version)).observe,
+                    )
+                    self._batchers[key] = batcher
+        return batcher
+
+    def session(self, version: ModelVersion) -> LoadedSession:
+        """The shared session of ``version``, with the API's session options."""
+        return self.portal.session(version, config=self.session_config)
+
+    def _run(self, version: ModelVersion, feeds: Feeds, run_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        return run_feeds(self.session(version), feeds, chunk_rows=self.portal.settings.chunk_rows,
+                         fixed_batch=_fixed_batch(version.signature), run_options=run_options)
+
+
+def context(request: Request) -> ApiContext:
+    """The ``ApiContext`` of the app serving ``request``."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx

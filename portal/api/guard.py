@@ -1,0 +1,203 @@
+"""The outermost ASGI layer: request ids, limits, metrics, access log, last-resort errors.
+
+Per request, in order: a request id (the client's ``X-Request-ID`` when it is
+sane, else a new one); the concurrency limit (503 + ``Retry-After``); the body
+limit, answered from ``Content-Length`` before a byte of the body is read and
+enforced again while counting a chunked body; then the app.  Whatever happens,
+one JSON access-log line and the metrics are written, and an exception no
+handler took becomes ``{"error": "internal error, see server log (request id ...)"}``
+with a 500; the traceback goes to the server log only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .metrics import ApiMetrics
+
+__all__ = ["BodyTooLargeError", "Guard", "access_logger"]
+
+access_logger = logging.getLogger("portal.access")
+_log = logging.getLogger("portal.api")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_UNLIMITED = ("/v2/health/", "/metrics")
+_MAX_LOGGED_PATH = 300
+_IDLE_GAP_SECONDS = 0.0002
+
+
+class BodyTooLargeError(HTTPException):
+    """The request body is over the limit (raised while the body is read)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=_too_large(limit))
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"request body is larger than the limit of {limit:,} bytes; send less data per request "
+        "(PORTAL_API_MAX_BODY_MB, or PORTAL_MAX_UPLOAD_MB for uploads, raise the limits)"
+    )
+
+
+@dataclass
+class _Exchange:
+    """What the guard learns about one request while it is served."""
+
+    request_id: str
+    status: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    started: bool = False
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers],
+    })
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Guard:
+    """Request id, concurrency and body limits, metrics, access log and the 500 of last resort."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ApiMetrics,
+        counter: Any,
+        max_concurrency: int,
+        retry_after: int,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_concurrency = max_concurrency
+        self.retry_after = retry_after
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.counter = counter  # its ``in_flight`` is the requests inside the limit, now
+
+    def _limit_for(self, scope: Scope) -> int:
+        if scope["method"] == "POST" and scope["path"] == "/api/models":
+            return self.max_upload_bytes + 1024 * 1024  # multipart framing and form fields
+        return self.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        given = _header(scope, b"x-request-id")
+        ex = _Exchange(given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex)
+        state = scope.setdefault("state", {})
+        state["request_id"] = ex.request_id
+        counted = not scope["path"].startswith(_UNLIMITED)
+        try:
+            if counted and self.counter.in_flight >= self.max_concurrency:
+                self.metrics.rejected.labels("busy").inc()
+                await self._refuse(send, ex, 503, f"the server is busy ({self.max_concurrency} requests in flight); "
+                                   f"retry in {self.retry_after} s",
+                                   [(b"retry-after", str(self.retry_after).encode()), (b"connection", b"close")])
+                return
+            await self._serve(scope, receive, send, ex, counted)
+        finally:
+            self._finish(scope, ex, time.perf_counter() - start)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange, counted: bool) -> None:
+        limit = self._limit_for(scope)
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                await self._refuse(send, ex, 400, "invalid Content-Length header", [(b"connection", b"close")])
+                return
+            if int(length) > limit:
+                self.metrics.rejected.labels("too_large").inc()
+                await self._refuse(send, ex, 413, _too_large(limit), [(b"connection", b"close")])
+                return
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                ex.bytes_in += len(message.get("body", b""))
+                if ex.bytes_in > limit:
+                    self.metrics.rejected.labels("too_large").inc()
+                    raise BodyTooLargeError(limit)
+            return message
+
+        async def watching_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ex.started = True
+                ex.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", ex.request_id.encode())]
+            elif message["type"] == "http.response.body":
+                ex.bytes_out += len(message.get("body", b""))
+            await send(message)
+
+        if counted:
+            # "idle": nothing in flight, and nothing finished in the last moment either. Under
+            # load the next request is read the instant the last one ends, so it is not idle.
+            now = time.perf_counter()
+            scope["state"]["arrived_idle"] = (
+                self.counter.in_flight == 0 and now - self.counter.idle_since > _IDLE_GAP_SECONDS
+            )
+            self.counter.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except BodyTooLargeError as exc:
+            if not ex.started:
+                await self._refuse(send, ex, 413, exc.detail, [(b"connection", b"close")])
+        except Exception:
+            _log.exception("unhandled error in %s %s (request id %s)", scope["method"], scope["path"][:200], ex.request_id)
+            if not ex.started:
+                await self._refuse(send, ex, 500, f"internal error, see server log (request id {ex.request_id})", [])
+        finally:
+            if counted:
+                self.counter.in_flight -= 1
+                if self.counter.in_flight == 0:
+                    self.counter.idle_since = time.perf_counter()
+            self.metrics.in_flight.dec()
+
+    async def _refuse(self, send: Send, ex: _Exchange, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
+        ex.started = True
+        ex.status = status
+        await _send_json(send, status, {"error": message}, [*headers, (b"x-request-id", ex.request_id.encode())])
+
+    def _finish(self, scope: Scope, ex: _Exchange, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "(unmatched)"
+        state = scope.get("state", {})
+        model = state.get("model")
+        version = state.get("model_version")
+        status = ex.status or 500
+        self.metrics.observe(method=scope["method"], route=template, status=status, seconds=seconds,
+                             model=model, version=version)
+        if access_logger.isEnabledFor(logging.INFO):
+            client = scope.get("client") or ("", 0)
+            access_logger.info(json.dumps({
+                "ts": round(time.time(), 3), "request_id": ex.request_id, "client": client[0],
+                "method": scope["method"], "path": scope["path"][:_MAX_LOGGED_PATH], "route": template,
+                "status": status, "ms": round(seconds * 1000, 3), "bytes_in": ex.bytes_in,
+                "bytes_out": ex.bytes_out, "user": state.get("user"), "model": model, "version": version,
+            }, ensure_ascii=True))

@@ -1,0 +1,123 @@
+"""Prometheus metrics of one API process, in a registry of its own.
+
+Per-model series are labelled only with models that resolved (an unknown name
+sent by a client never becomes a label), and routes are labelled with their
+template (``/v2/models/{name}/infer``), so the number of series stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["ApiMetrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class _CacheCollector(Collector):
+    """Reads the session cache's counters at scrape time."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Any]:
+        stats = self.cache.stats()
+        for name, value, doc in (
+            ("portal_cache_hits", stats.hits, "Session cache lookups that found a loaded session."),
+            ("portal_cache_misses", stats.misses, "Session cache lookups that had to load the model."),
+            ("portal_cache_evictions", stats.evictions, "Sessions dropped to stay within the cache budget."),
+            ("portal_cache_loads", stats.loads, "Models loaded into onnxruntime."),
+            ("portal_cache_load_seconds", stats.load_seconds, "Seconds spent loading models."),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily("portal_cache_loaded_bytes", "Bytes of the models loaded now.", value=stats.bytes)
+        yield GaugeMetricFamily("portal_cache_loaded_models", "Sessions loaded now.", value=stats.count)
+        yield GaugeMetricFamily("portal_cache_max_bytes", "Byte budget of the session cache.", value=stats.max_bytes)
+
+
+class ApiMetrics:
+    """The counters, histograms and gauges the API updates."""
+
+    def __init__(self, cache: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, str, int, str | None, str | None], tuple[Any, ...]] = {}
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        r.register(_CacheCollector(cache))
+        self.requests = Counter(
+            "portal_http_requests", "HTTP requests by route and status.", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "portal_http_request_duration_seconds", "HTTP request latency by route.", ["method", "route"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.in_flight = Gauge("portal_http_requests_in_flight", "HTTP requests being served now.", registry=r)
+        self.rejected = Counter(
+            "portal_http_rejected", "Requests refused by a limit (busy, too_large, timeout).", ["reason"], registry=r
+        )
+        self.model_requests = Counter(
+            "portal_model_requests", "Requests per model version, route and status.",
+            ["model", "version", "route", "status"], registry=r,
+        )
+        self.model_errors = Counter(
+            "portal_model_errors", "Failed requests (status >= 400) per model version and route.",
+            ["model", "version", "route", "status"], registry=r,
+        )
+        self.model_latency = Histogram(
+            "portal_model_request_duration_seconds", "Request latency per model version and route.",
+            ["model", "version", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.inference = Histogram(
+            "portal_inference_duration_seconds", "Time in onnxruntime per model version.",
+            ["model", "version"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.rows = Counter("portal_inference_rows", "Rows predicted per model version.", ["model", "version"], registry=r)
+        self.batch_rows = Histogram(
+            "portal_batch_rows", "Rows per onnxruntime call of adaptively batched models.", ["model", "version"],
+            buckets=_BATCH_BUCKETS, registry=r,
+        )
+
+    def observe(self, *, method: str, route: str, status: int, seconds: float, model: str | None, version: str | None) -> None:
+        """Record one finished request."""
+        key = (method, route, status, model, version)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = self._make_children(key)
+        counter, histogram, *per_model = children
+        counter.inc()
+        histogram.observe(seconds)
+        if per_model:
+            per_model[0].inc()
+            per_model[1].observe(seconds)
+            if len(per_model) == 3:
+                per_model[2].inc()
+
+    def _make_children(self, key: tuple[str, str, int, str | None, str | None]) -> tuple[Any, ...]:
+        # labels() costs a lock and a dict lookup per metric; a request touches up to five
+        method, route, status, model, version = key
+        code = str(status)
+        children: list[Any] = [self.requests.labels(method, route, code), self.latency.labels(method, route)]
+        if model is not None:
+            v = version or ""
+            children += [self.model_requests.labels(model, v, route, code), self.model_latency.labels(model, v, route)]
+            if status >= 400:
+                children.append(self.model_errors.labels(model, v, route, code))
+        return tuple(children)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

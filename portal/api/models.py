@@ -1,0 +1,242 @@
+"""Management routes: list, show, upload, edit, alias, delete and download models.
+
+Every change goes through the ``Portal`` facade with the calling user as the
+audit actor.  Analysts change only the models they own; admins any.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..auth import require
+from ..core import suggest_name
+from ..errors import InvalidInputError, NotFoundError
+from ..refs import check_alias, check_name
+from ..registry import ModelSummary, ModelVersion
+from .context import ApiContext, context
+from .errors import ERROR_RESPONSES
+from .upload import receive_upload
+
+__all__ = ["router", "summary_json", "version_json"]
+
+router = APIRouter(prefix="/api", tags=["Models"], responses=ERROR_RESPONSES)  # type: ignore[arg-type]
+
+_UPLOAD_FIELDS = ("name", "description", "task", "tags", "feature_names", "class_labels", "notes", "input_shape")
+
+
+class ModelEdit(BaseModel):
+    """Model-level metadata to change; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = Field(default=None, max_length=100_000)
+    task: Literal["classification", "regression", "other"] | None = None
+    tags: list[str] | None = Field(default=None, max_length=64)
+    visibility: Literal["private", "shared"] | None = None
+    owner: str | None = Field(default=None, max_length=64, description="admins only")
+
+
+class VersionEdit(BaseModel):
+    """Descriptive metadata of one version; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    feature_names: list[str] | None = Field(default=None, max_length=100_000)
+    class_labels: list[str] | None = Field(default=None, max_length=100_000)
+    notes: str | None = Field(default=None, max_length=100_000)
+
+
+class AliasTarget(BaseModel):
+    """The version an alias should point at."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, lt=2**31)
+
+
+def version_json(v: ModelVersion) -> dict[str, Any]:
+    """A version as JSON: identity, metadata and signature."""
+    return {
+        "ref": v.ref, "name": v.name, "version": v.version, "aliases": list(v.aliases), "task": v.task,
+        "description": v.description, "tags": list(v.tags), "owner": v.owner, "size_bytes": v.size_bytes,
+        "source_format": v.source_format, "sha256": v.blob_sha, "parent": v.parent, "method": v.method,
+        "created_at": v.created_at.isoformat(), "created_by": v.created_by,
+        "feature_names": v.feature_names, "class_labels": v.class_labels, "notes": v.meta.get("notes"),
+        "signature": v.signature, "opset": v.info.get("opset"), "parameters": v.info.get("parameters"),
+        "producer": v.info.get("producer"),
+    }
+
+
+def summary_json(m: ModelSummary, *, versions: bool = False) -> dict[str, Any]:
+    """A model as JSON; with ``versions`` every version in full, else their numbers."""
+    return {
+        "name": m.name, "description": m.description, "task": m.task, "tags": list(m.tags), "owner": m.owner,
+        "visibility": m.visibility, "created_at": m.created_at.isoformat(), "updated_at": m.updated_at.isoformat(),
+        "latest": m.latest.version if m.latest else None, "aliases": dict(m.aliases),
+        "versions": [version_json(v) for v in m.versions] if versions else [v.version for v in m.versions],
+    }
+
+
+def _owned(ctx: ApiContext, request: Request, name: str, action: str) -> tuple[str, ModelSummary]:
+    """Authorize ``action`` on model ``name``; return the actor and the model."""
+    user = ctx.user(request)
+    model = ctx.portal.get_model(check_name(name))
+    require(user, action, model_owner=model.owner)
+    return user.name, model
+
+
+@router.get("/models", summary="List models")
+def list_models(request: Request) -> list[dict[str, Any]]:
+    ctx = context(request)
+    ctx.allow(request, "read")
+    return [summary_json(m) for m in ctx.portal.list_models()]
+
+
+@router.get("/models/{name}", summary="Show a model and its versions")
+def show_model(name: str, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    ctx.allow(request, "read")
+    return summary_json(ctx.portal.get_model(check_name(name)), versions=True)
+
+
+@router.patch("/models/{name}", summary="Edit a model's metadata")
+def edit_model(name: str, edit: ModelEdit, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    actor, _ = _owned(ctx, request, name, "edit")
+    fields = edit.model_dump(exclude_none=True)
+    if "owner" in fields:
+        ctx.allow(request, "admin")
+        ctx.auth.get_user(fields["owner"])  # 404 for an unknown user
+    return summary_json(ctx.portal.update_model(name, actor=actor, **fields))
+
+
+@router.delete("/models/{name}", summary="Delete a model and all its versions")
+def delete_model(name: str, request: Request, force: bool = Query(False)) -> dict[str, Any]:
+    ctx = context(request)
+    actor, _ = _owned(ctx, request, name, "delete")
+    return {"deleted": ctx.portal.delete(name, force=force, actor=actor)}
+
+
+@router.get("/models/{name}/versions/{version}", summary="Show a version (number or alias)")
+def show_version(name: str, version: str, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    ctx.allow(request, "read")
+    return version_json(ctx.resolve(request, ctx.version_ref(check_name(name), version)))
+
+
+@router.patch("/models/{name}/versions/{version}", summary="Edit a version's feature names, class labels or notes")
+def edit_version(name: str, version: str, edit: VersionEdit, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    actor, _ = _owned(ctx, request, name, "edit")
+    ref = ctx.version_ref(name, version)
+    return version_json(ctx.portal.update_version(ref, actor=actor, **edit.model_dump(exclude_none=True)))
+
+
+@router.delete("/models/{name}/versions/{version}", summary="Delete one version")
+def delete_version(name: str, version: str, request: Request, force: bool = Query(False)) -> dict[str, Any]:
+    ctx = context(request)
+    actor, _ = _owned(ctx, request, name, "delete")
+    resolved = ctx.portal.get(ctx.version_ref(name, version))
+    return {"deleted": ctx.portal.delete(resolved.ref, force=force, actor=actor)}
+
+
+@router.get(
+    "/models/{name}/versions/{version}/file", summary="Download a version's ONNX file",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+def download_version(name: str, version: str, request: Request) -> FileResponse:
+    ctx = context(request)
+    ctx.allow(request, "read")
+    resolved = ctx.resolve(request, ctx.version_ref(check_name(name), version))
+    path = ctx.portal.model_path(resolved.ref)
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{resolved.name}-v{resolved.version}.onnx")
+
+
+@router.put("/models/{name}/aliases/{alias}", summary="Point an alias at a version")
+def set_alias(name: str, alias: str, target: AliasTarget, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    actor, _ = _owned(ctx, request, name, "alias")
+    check_alias(alias)
+    return version_json(ctx.portal.set_alias(f"{name}:{target.version}", alias, actor=actor))
+
+
+@router.delete("/models/{name}/aliases/{alias}", summary="Remove an alias")
+def remove_alias(name: str, alias: str, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    actor, _ = _owned(ctx, request, name, "alias")
+    ctx.portal.remove_alias(name, alias, actor=actor)
+    return {"removed": f"{name}@{alias}"}
+
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary",
+                                 "description": ".onnx, .zip bundle, .pt2, TorchScript or .skops"},
+                        "name": {"type": "string", "description": "model name (default: from the file name)"},
+                        "description": {"type": "string"}, "task": {"type": "string"},
+                        "tags": {"type": "string", "description": "comma-separated"},
+                        "feature_names": {"type": "string", "description": "comma-separated"},
+                        "class_labels": {"type": "string", "description": "comma-separated"},
+                        "notes": {"type": "string"},
+                        "input_shape": {"type": "string", "description": "PyTorch input shape, e.g. 1,3,224,224"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/models", summary="Upload a model (multipart); registers the next version", status_code=201,
+             openapi_extra=_UPLOAD_DOC)
+async def upload_model(request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    await run_in_threadpool(ctx.allow, request, "upload")
+    workdir = ctx.portal.store.make_staging_dir("api-upload")
+    try:
+        dest = workdir / "upload.bin"
+        upload = await receive_upload(request.headers.get("content-type", ""), request.stream(), dest,
+                                      max_file_bytes=ctx.portal.settings.max_upload_bytes)
+        version = await run_in_threadpool(_register, ctx, request, upload.fields, upload.filename or "upload", dest)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return version_json(version)
+
+
+def _register(ctx: ApiContext, request: Request, fields: dict[str, str], filename: str, path: Any) -> ModelVersion:
+    unknown = sorted(set(fields) - set(_UPLOAD_FIELDS))
+    if unknown:
+        raise InvalidInputError(f"unknown form field(s) {', '.join(unknown)[:200]}; accepted: {', '.join(_UPLOAD_FIELDS)}")
+    user = ctx.user(request)
+    name = check_name(fields.get("name") or suggest_name(filename))
+    try:
+        owner: str | None = ctx.portal.get_model(name).owner
+    except NotFoundError:
+        owner = None
+    require(user, "upload", model_owner=owner)
+    meta = {k: v for k, v in fields.items() if k not in ("name", "input_shape") and v != ""}
+    return ctx.portal.register(path, name, filename=filename, input_shape=_shape(fields.get("input_shape")),
+                               actor=user.name, **meta)
+
+
+def _shape(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        dims = [int(d) for d in text.replace("x", ",").split(",") if d.strip()]
+    except ValueError:
+        dims = []
+    if not dims or any(d < 1 or d > 2**31 for d in dims):
+        raise InvalidInputError(f"invalid input_shape {text[:60]!r}: expected positive integers like 1,3,224,224")
+    return dims

@@ -1,0 +1,76 @@
+"""Limits and switches of the REST API, built once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+__all__ = ["ApiSettings"]
+
+MIB = 1024**2
+
+
+def _number(env: dict[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number (not {raw!r})") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be positive (not {raw!r})")
+    return value
+
+
+def _names(raw: str | None) -> frozenset[str]:
+    return frozenset(n.strip() for n in (raw or "").split(",") if n.strip())
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Every limit of the API; sizes in bytes, times in seconds.
+
+    The upload limit is the portal's ``Settings.max_upload_bytes``; this one
+    bounds every other request body (inference JSON, CSV).  ``intra_op_threads``
+    is onnxruntime's per-run thread count for the API's sessions: 1 (the default)
+    lets concurrent requests use the cores instead of every run spinning a
+    thread pool; 0 is onnxruntime's default (one thread per core).
+    ``infer_threads`` bounds the worker threads that run predictions (twice the
+    cores by default): more only fight over the GIL, while a waiting request
+    costs nothing on the event loop.  An infer request whose model has cost
+    less than ``inline_seconds`` of CPU per request so far, with a body under
+    ``inline_body_bytes``, runs on the event loop instead: for such requests the
+    hand-off to a thread and back costs more than the work (0 turns this off).
+    """
+
+    max_body_bytes: int = 64 * MIB
+    max_batch_rows: int = 65_536
+    max_concurrency: int = 64
+    infer_timeout_seconds: float = 30.0
+    retry_after_seconds: int = 1
+    intra_op_threads: int = 1
+    infer_threads: int = field(default_factory=lambda: 2 * (os.cpu_count() or 1))
+    inline_seconds: float = 0.001
+    inline_body_bytes: int = 64 * 1024
+    batching: frozenset[str] = frozenset()
+    batch_max_rows: int = 64
+    batch_wait_seconds: float = 0.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> ApiSettings:
+        """Read ``PORTAL_API_*`` variables; keyword overrides win."""
+        env = dict(os.environ if env is None else env)
+        settings = cls(
+            max_body_bytes=int(_number(env, "PORTAL_API_MAX_BODY_MB", 64) * MIB),
+            max_batch_rows=int(_number(env, "PORTAL_API_MAX_BATCH_ROWS", 65_536)),
+            max_concurrency=int(_number(env, "PORTAL_API_MAX_CONCURRENCY", 64)),
+            infer_timeout_seconds=_number(env, "PORTAL_API_INFER_TIMEOUT_S", 30.0),
+            intra_op_threads=int(_number(env, "PORTAL_API_INTRA_OP_THREADS", 1, allow_zero=True)),
+            infer_threads=int(_number(env, "PORTAL_API_INFER_THREADS", 2 * (os.cpu_count() or 1))),
+            inline_seconds=_number(env, "PORTAL_API_INLINE_MS", 1.0, allow_zero=True) / 1000,
+            batching=_names(env.get("PORTAL_API_BATCHING")),
+            batch_max_rows=int(_number(env, "PORTAL_API_BATCH_MAX_ROWS", 64)),
+            batch_wait_seconds=_number(env, "PORTAL_API_BATCH_WAIT_MS", 0.0, allow_zero=True) / 1000,
+        )
+        return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]

@@ -1,0 +1,373 @@
+"""Users, roles and API tokens: who may do what.
+
+Roles, each allowed what the one before it is:
+
+    viewer    read models and metadata, run predictions
+    analyst   also upload models, and alias, edit or delete the models they own
+    admin     everything, users and tokens included
+
+A token is ``mpt_`` plus 43 url-safe characters from :func:`secrets.token_urlsafe`;
+it is shown once, at creation, and only its sha256 is stored.
+:meth:`Auth.authenticate` reads the database on every call, so a revoked token,
+or a deleted or disabled user, fails on the very next request.  There are no
+default users or tokens: the first admin is made on the command line
+(``portal users add NAME --role admin``, then ``portal tokens create NAME``).
+Every change is written to the audit trail in the same transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from .db import AuditRow, TokenRow, UserRow, utcnow
+from .errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    PortalError,
+)
+from .registry import Registry
+
+__all__ = ["ACTIONS", "ROLES", "Auth", "NewToken", "TokenInfo", "User", "allowed", "require"]
+
+ROLES = ("viewer", "analyst", "admin")
+ACTIONS = ("read", "infer", "upload", "edit", "alias", "delete", "admin")
+
+_VIEWER = frozenset({"read", "infer"})
+_ANALYST = _VIEWER | {"upload"}
+_OWNER_ACTIONS = frozenset({"upload", "edit", "alias", "delete"})
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+_TOKEN_PREFIX = "mpt_"
+_MAX_TOKEN_CHARS = 256
+_LAST_USED_EVERY = dt.timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class User:
+    """An authenticated person or service account."""
+
+    id: int
+    name: str
+    role: str
+    disabled: bool = False
+    created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What is known about a token after creation (never the secret)."""
+
+    id: int
+    user: str
+    label: str
+    prefix: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just created: ``secret`` is shown to its owner once and never stored."""
+
+    info: TokenInfo
+    secret: str = field(repr=False)
+
+
+def _as_datetime(value: Any) -> dt.datetime | None:
+    """A DateTime column read through the raw DBAPI (SQLite gives text)."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value))
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _check_user_name(name: str) -> str:
+    if not isinstance(name, str) or not _USER_NAME.fullmatch(name):
+        shown = str(name)[:64]
+        raise InvalidInputError(
+            f"invalid user name {shown!r}: use 1-64 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidInputError(f"invalid role {str(role)[:32]!r}: expected one of {', '.join(ROLES)}")
+    return role
+
+
+def allowed(user: User, action: str, *, model_owner: str | None = None) -> bool:
+    """Whether ``user`` may do ``action`` (on a model owned by ``model_owner``, if any)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}")
+    if user.role == "admin":
+        return True
+    if user.role == "analyst":
+        if action in _OWNER_ACTIONS:
+            # A new model (no owner yet) may be uploaded; anything else needs ownership.
+            return model_owner == user.name or (action == "upload" and model_owner is None)
+        return action in _ANALYST
+    return user.role == "viewer" and action in _VIEWER
+
+
+def require(user: User, action: str, *, model_owner: str | None = None) -> None:
+    """Raise PermissionDeniedError unless ``user`` may do ``action``.
+
+    Raises:
+        PermissionDeniedError: the role (or ownership of the model) does not allow it.
+    """
+    if allowed(user, action, model_owner=model_owner):
+        return
+    if user.role == "analyst" and action in _OWNER_ACTIONS:
+        raise PermissionDeniedError(
+            f"analyst {user.name!r} may not {action} this model: it belongs to {model_owner or 'nobody'!r}; "
+            "only its owner or an admin may"
+        )
+    needs = "admin" if action in ("admin", "edit", "alias", "delete") else "analyst or admin"
+    raise PermissionDeniedError(f"{user.role} {user.name!r} may not {action}: that needs the role {needs}")
+
+
+class Auth:
+    """Users and tokens in the registry's database."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.engine = registry.engine
+        # Checked on every request, so it runs on a raw DBAPI connection in one
+        # statement (no BEGIN/ROLLBACK round trips): ~20 µs instead of ~300 µs on SQLite.
+        lookup = (
+            select(UserRow.id, UserRow.name, UserRow.role, UserRow.disabled, TokenRow.id,
+                   TokenRow.revoked_at, TokenRow.last_used_at)
+            .join(UserRow, TokenRow.user_id == UserRow.id)
+            .where(TokenRow.token_hash == bindparam("digest"))
+        )
+        self._lookup = lookup.compile(dialect=self.engine.dialect)
+        self._touched: dict[int, float] = {}
+        self._lookup_sql = str(self._lookup)
+
+    # -- sessions ---------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.connection(execution_options={"portal_write": True})
+            try:
+                yield session
+                session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                raise ConflictError(f"the change conflicts with another one: {exc.orig}") from exc
+            except OperationalError as exc:
+                session.rollback()
+                raise PortalError(f"the user database is unavailable: {exc.orig}") from exc
+            except BaseException:
+                session.rollback()
+                raise
+
+    @staticmethod
+    def _audit(s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        s.add(AuditRow(actor=actor or "", action=action, target=target, detail=detail, ts=utcnow()))
+
+    @staticmethod
+    def _user(row: UserRow) -> User:
+        return User(id=row.id, name=row.name, role=row.role, disabled=bool(row.disabled), created_at=row.created_at)
+
+    @staticmethod
+    def _user_row(s: Session, name: str) -> UserRow:
+        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise NotFoundError(f"no user named {str(name)[:64]!r}; `portal users list` shows them")
+        return row
+
+    # -- users ------------------------------------------------------------
+    def add_user(self, name: str, role: str, *, actor: str) -> User:
+        """Create a user with ``role`` (viewer, analyst or admin)."""
+        _check_user_name(name)
+        _check_role(role)
+        with self._write() as s:
+            if s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
+                raise ConflictError(f"user {name!r} already exists")
+            row = UserRow(name=name, role=role, disabled=False)
+            s.add(row)
+            s.flush()
+            self._audit(s, actor, "user.create", name, {"role": role})
+            return self._user(row)
+
+    def get_user(self, name: str) -> User:
+        with Session(self.engine) as s:
+            return self._user(self._user_row(s, name))
+
+    def list_users(self) -> list[User]:
+        with Session(self.engine) as s:
+            return [self._user(r) for r in s.scalars(select(UserRow).order_by(UserRow.name)).all()]
+
+    def update_user(
+        self, name: str, *, actor: str, role: str | None = None, disabled: bool | None = None
+    ) -> User:
+        """Change a user's role or disable/enable them; the last active admin stays."""
+        if role is not None:
+            _check_role(role)
+        with self._write() as s:
+            row = self._user_row(s, name)
+            was_admin = row.role == "admin" and not row.disabled
+            changed: dict[str, Any] = {}
+            if role is not None and role != row.role:
+                changed["role"] = {"from": row.role, "to": role}
+                row.role = role
+            if disabled is not None and bool(disabled) != bool(row.disabled):
+                changed["disabled"] = bool(disabled)
+                row.disabled = bool(disabled)
+            s.flush()
+            if changed:
+                if was_admin:
+                    self._keep_an_admin(s, name)
+                self._audit(s, actor, "user.update", name, changed)
+            return self._user(row)
+
+    def delete_user(self, name: str, *, actor: str) -> None:
+        """Delete a user and their tokens; the last active admin stays."""
+        with self._write() as s:
+            row = self._user_row(s, name)
+            was_admin = row.role == "admin" and not row.disabled
+            tokens = s.scalar(select(func.count()).select_from(TokenRow).where(TokenRow.user_id == row.id))
+            s.execute(delete(TokenRow).where(TokenRow.user_id == row.id))
+            s.delete(row)
+            s.flush()
+            if was_admin:
+                self._keep_an_admin(s, name)
+            self._audit(s, actor, "user.delete", name, {"role": row.role, "tokens": int(tokens or 0)})
+
+    @staticmethod
+    def _keep_an_admin(s: Session, name: str) -> None:
+        active = s.scalar(
+            select(func.count()).select_from(UserRow).where(UserRow.role == "admin", UserRow.disabled.is_(False))
+        )
+        if not active:
+            raise ConflictError(
+                f"refused: {name!r} is the last active admin; make another admin first"
+            )
+
+    # -- tokens -----------------------------------------------------------
+    def create_token(self, user: str, *, actor: str, label: str = "") -> NewToken:
+        """Create a token for ``user``; the secret is in the result and nowhere else."""
+        label = (label or "").strip()
+        if len(label) > 64 or any(ord(c) < 32 for c in label):
+            raise InvalidInputError("invalid token label: at most 64 printable characters")
+        secret = _TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self._write() as s:
+            owner = self._user_row(s, user)
+            row = TokenRow(user_id=owner.id, name=label, token_hash=_hash(secret), prefix=secret[:12])
+            s.add(row)
+            s.flush()
+            self._audit(s, actor, "token.create", user, {"token_id": row.id, "label": label, "prefix": row.prefix})
+            return NewToken(info=self._token(row, owner.name), secret=secret)
+
+    @staticmethod
+    def _token(row: TokenRow, user: str) -> TokenInfo:
+        return TokenInfo(
+            id=row.id, user=user, label=row.name, prefix=row.prefix, created_at=row.created_at,
+            last_used_at=row.last_used_at, revoked_at=row.revoked_at,
+        )
+
+    def list_tokens(self, *, user: str | None = None, include_revoked: bool = False) -> list[TokenInfo]:
+        query = select(TokenRow, UserRow.name).join(UserRow, TokenRow.user_id == UserRow.id).order_by(TokenRow.id)
+        if user is not None:
+            query = query.where(UserRow.name == user)
+        if not include_revoked:
+            query = query.where(TokenRow.revoked_at.is_(None))
+        with Session(self.engine) as s:
+            return [self._token(row, name) for row, name in s.execute(query).all()]
+
+    def revoke_token(self, token_id: int, *, actor: str) -> TokenInfo:
+        """Revoke a token; requests made with it fail from now on."""
+        with self._write() as s:
+            row = s.get(TokenRow, token_id) if isinstance(token_id, int) and 0 < token_id < 2**63 else None
+            if row is None:
+                raise NotFoundError(f"no token with id {token_id}; `portal tokens list` shows them")
+            owner = s.get(UserRow, row.user_id)
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                s.flush()
+                self._audit(s, actor, "token.revoke", owner.name if owner else "", {"token_id": row.id})
+            return self._token(row, owner.name if owner else "")
+
+    # -- authentication -----------------------------------------------------
+    def authenticate(self, token: str | None) -> User:
+        """The user a bearer token belongs to.
+
+        Raises:
+            AuthenticationError: no token, an unknown or revoked token, or a deleted
+                or disabled user.
+        """
+        if not token:
+            raise AuthenticationError(
+                "missing token: send 'Authorization: Bearer <token>'; an admin makes one with "
+                "`portal tokens create USER`"
+            )
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise AuthenticationError("invalid token")
+        row = self._find(_hash(token))
+        if row is None or row[5] is not None:
+            raise AuthenticationError("invalid or revoked token")
+        user_id, name, role, disabled, token_id, _, last_used = row
+        if disabled:
+            raise AuthenticationError(f"user {name!r} is disabled")
+        self._maybe_touch(token_id, last_used)
+        return User(id=user_id, name=name, role=role)
+
+    def _maybe_touch(self, token_id: int, last_used: Any) -> None:
+        """Record the token's use at most once a minute (not a cache: nothing is skipped but a write)."""
+        now = time.monotonic()
+        if now - self._touched.get(token_id, -1e9) < _LAST_USED_EVERY.total_seconds():
+            return
+        self._touched[token_id] = now
+        stamp = _as_datetime(last_used)
+        if stamp is None or utcnow() - stamp > _LAST_USED_EVERY:
+            # a write may wait on the database lock: never in the request's own thread
+            threading.Thread(target=self._touch, args=(token_id,), name="portal-token-touch", daemon=True).start()
+
+    def _find(self, digest: str) -> tuple[Any, ...] | None:
+        compiled = self._lookup
+        params: Any = (
+            tuple(digest for _ in compiled.positiontup or ()) if compiled.positional else {"digest": digest}
+        )
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(self._lookup_sql, params)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            conn.close()
+        return tuple(row) if row is not None else None
+
+    def _touch(self, token_id: int) -> None:
+        # Best effort and at most once a minute per token: a busy database must not fail a request.
+        with contextlib.suppress(OperationalError):
+            with self.engine.connect().execution_options(portal_write=True) as conn:
+                conn.execute(update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=utcnow()))
+                conn.commit()

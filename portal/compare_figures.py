@@ -1,0 +1,89 @@
+"""Plotly figures of a variant comparison (no streamlit): the latency-agreement Pareto chart."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from .measure import VersionMeasurement
+
+__all__ = ["pareto_chart", "pareto_front"]
+
+_FONT = dict(family="Inter, 'Source Sans Pro', sans-serif", size=13)
+_COLORS = {
+    "parent": "#111827",
+    "int8-dynamic": "#2563eb",
+    "int8-static": "#7c3aed",
+    "fp16": "#f59e0b",
+    "prune": "#dc2626",
+    "optimized": "#059669",
+}
+
+
+def _agreement(m: VersionMeasurement) -> float:
+    return 1.0 if m.method is None else float(m.agreement.get("value", 0.0))
+
+
+def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
+    """Names of the points no other point beats on both latency (lower) and agreement (higher)."""
+    front = []
+    for name, latency, agree in points:
+        dominated = any(
+            (lat <= latency and agr >= agree) and (lat < latency or agr > agree)
+            for other, lat, agr in points if other != name
+        )
+        if not dominated:
+            front.append(name)
+    return front
+
+
+def pareto_chart(
+    measurements: Sequence[VersionMeasurement],
+    *,
+    batch: str = "1",
+    best: str | None = None,
+    statuses: Mapping[str, str] | None = None,
+    tolerance: float | None = None,
+) -> go.Figure:
+    """Latency (p50 at ``batch``) against agreement with the parent; marker area ∝ file size.
+
+    The parent is a black diamond, the recommended variant is ringed, the Pareto
+    front is a dashed line and the tolerance a shaded band.
+    """
+    points = [(m.ref, float(m.latency[batch]["p50_ms"]), _agreement(m)) for m in measurements if batch in m.latency]
+    biggest = max((m.size_bytes for m in measurements), default=1) or 1
+    fig = go.Figure()
+    if tolerance is not None:
+        fig.add_hrect(y0=1.0 - tolerance, y1=1.0, fillcolor="#10b981", opacity=0.08, line_width=0,
+                      annotation_text=f"within {tolerance:.1%}", annotation_position="bottom left")
+    front = [p for p in sorted(points, key=lambda p: p[1]) if p[0] in pareto_front(points)]
+    if len(front) > 1:
+        fig.add_trace(go.Scatter(x=[p[1] for p in front], y=[p[2] for p in front], mode="lines",
+                                 line=dict(color="#9ca3af", dash="dash"), name="Pareto front", hoverinfo="skip"))
+    for m in measurements:
+        if batch not in m.latency:
+            continue
+        method = m.method or "parent"
+        status = (statuses or {}).get(m.ref, "parent" if m.method is None else "")
+        size = 14 + 36 * math.sqrt(m.size_bytes / biggest)
+        ring = dict(width=4, color="#10b981") if m.ref == best else dict(width=1, color="white")
+        fig.add_trace(go.Scatter(
+            x=[m.latency[batch]["p50_ms"]], y=[_agreement(m)], mode="markers+text", name=f"{m.ref} ({method})",
+            text=[m.ref], textposition="top center",
+            marker=dict(size=size, color=_COLORS.get(method, "#6b7280"), line=ring,
+                        symbol="diamond" if m.method is None else "circle", opacity=0.85),
+            customdata=[[method, m.size_bytes / 1024, status or "-"]],
+            hovertemplate=("%{text} · %{customdata[0]}<br>p50 %{x:.3f} ms<br>agreement %{y:.2%}"
+                           "<br>file %{customdata[1]:,.0f} KiB<br>%{customdata[2]}<extra></extra>"),
+        ))
+    fig.update_layout(
+        title=dict(text=f"Latency at batch {batch} vs agreement with the parent (marker area ∝ file size)",
+                   x=0, xanchor="left", font=dict(size=15)),
+        template="plotly_white", font=_FONT, height=460, margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.15, xanchor="left", x=0),
+    )
+    fig.update_xaxes(title_text=f"p50 latency at batch {batch} (ms, lower is better)", type="log", automargin=True)
+    fig.update_yaxes(title_text="agreement with the parent (higher is better)", tickformat=".1%", automargin=True)
+    return fig

@@ -1,0 +1,177 @@
+"""The Compare page (AppTest): empty states, a real run, stored results, advice, flipped rows, promote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from tiny import add_model, softmax_classifier
+from ui_fixtures import (  # noqa: F401  (fixtures)
+    assert_clean,
+    button,
+    elements_of_type,
+    empty_home,
+    new_app,
+    select_model,
+    texts,
+)
+
+from portal import Portal
+from portal.db import MeasurementRow
+from portal.measure import VersionMeasurement, environment, save_run
+
+PAGE = "app_pages/compare.py"
+FEATURES = ["a", "b", "c", "d"]
+
+
+def _reference() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(40, 4)).astype(np.float32), columns=FEATURES)
+    return frame.assign(target=["red", "green", "blue", "red"] * 10)
+
+
+def _store(home: Path) -> Portal:
+    portal = Portal.open(home)
+    add_model(portal, softmax_classifier(), "m", task="classification", reference=_reference(),
+              feature_names=FEATURES, class_labels=["red", "green", "blue"])
+    return portal
+
+
+def _measurement(
+    ref: str, method: str | None, p50: float, size: int, agree: float, flipped: list[dict]
+) -> VersionMeasurement:
+    latency = {b: {"p50_ms": p50 * f, "p95_ms": p50 * f * 1.2, "mean_ms": p50 * f, "rounds": 100}
+               for b, f in (("1", 1), ("32", 8))}
+    agreement = {} if method is None else {"kind": "top-1", "value": agree, "rows": 40, "flipped_count": len(flipped),
+                                           "flipped": flipped, "max_abs_error": 0.1, "mean_abs_error": 0.01,
+                                           "kl_divergence": 0.001}
+    return VersionMeasurement(ref=ref, method=method, parent=None if method is None else "m:1", size_bytes=size,
+                              gzip_bytes=size, peak_rss_bytes=50_000_000, model_memory_bytes=2_000_000,
+                              load_seconds=0.01, latency=latency, throughput_rows_s=32 / (p50 * 8e-3),
+                              agreement=agreement, labels={"accuracy": 0.9})
+
+
+def _stored_comparison(home: Path) -> None:
+    """m:1 with an int8-static variant m:2 that is 2× faster and flips one row of 40 (97.5% agreement)."""
+    portal = _store(home)
+    parent = portal.get("m:1")
+    portal.registry.add_version("m", blob_sha=parent.blob_sha, size_bytes=parent.size_bytes, source_format="onnx",
+                                info=parent.info, meta=parent.meta, parent="m:1", method="int8-static",
+                                reference_sha=parent.reference_sha)
+    flipped = [{"row": 5, "parent": "green", "variant": "blue", "parent_confidence": 0.51, "variant_confidence": 0.5}]
+    measurements = [_measurement("m:1", None, 0.1, 4000, 1.0, []),
+                    _measurement("m:2", "int8-static", 0.05, 1200, 0.975, flipped)]
+    dataset = {"sha": "0" * 64, "rows": 40, "source": "reference data of m:1", "label_column": "target"}
+    save_run(portal.registry.engine, measurements, dataset=dataset, environment=environment(),
+             extra={"refused": {"fp16": "fp16 does not apply: because"}}, actor="tests")
+    portal.close()
+
+
+def _open_parent(at):
+    return select_model(at, "m", "v1")
+
+
+def _measurement_rows(home: Path) -> int:
+    portal = Portal.open(home)
+    with portal.registry.engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(MeasurementRow)).scalar()
+    portal.close()
+    return int(count or 0)
+
+
+def test_page_renders_on_an_empty_store(empty_home: Path) -> None:
+    at = new_app(PAGE)
+    assert_clean(at)
+    assert "No models yet" in " ".join(texts(at.info))
+
+
+def test_a_model_never_compared_invites_a_first_comparison(empty_home: Path) -> None:
+    _store(empty_home).close()
+    at = new_app(PAGE)
+    assert_clean(at)
+    assert "m:1 has not been compared yet" in " ".join(texts(at.info))
+    assert not button(at, "Create variants and compare").disabled
+
+
+def test_running_a_comparison_from_the_page_stores_and_shows_it(empty_home: Path) -> None:
+    _store(empty_home).close()
+    at = new_app(PAGE)
+    at.pills(key="compare.methods").set_value(["optimized"])
+    button(at, "Create variants and compare").click()
+    at.run(timeout=300)
+    assert_clean(at)
+    assert not at.error, texts(at.error)
+    assert "Compared 1 method(s) on m:1; the figures are stored." in texts(at.success)
+    table = at.dataframe[0].value
+    assert list(table["Version"]) == ["m:1", "m:2"] and list(table["Method"]) == ["parent", "optimized"]
+    assert table["Agreement"].tolist() == [1.0, 1.0]
+    assert _measurement_rows(empty_home) == 2
+
+
+def test_a_variant_points_back_to_its_parent(empty_home: Path) -> None:
+    _stored_comparison(empty_home)
+    at = new_app(PAGE)
+    assert "m:2 is a variant of m:1 (int8-static)." in " ".join(texts(at.info))
+    button(at, "Open m:1").click()
+    at.run()
+    assert_clean(at)
+    assert at.markdown[0].value == "#### m:1" and len(at.dataframe) == 2
+
+
+def test_stored_results_show_advice_chart_reasons_and_refusals(empty_home: Path) -> None:
+    _stored_comparison(empty_home)
+    at = _open_parent(new_app(PAGE))
+    assert_clean(at)
+    assert any("No variant is both faster than m:1 and within 1.0%" in w for w in texts(at.warning))
+    assert len(elements_of_type(at, "plotly_chart")) == 2
+    reasons = " ".join(texts(at.markdown))
+    assert "agrees with the parent on 97.5% of rows (1 of 40 change class)" in reasons
+    assert "**fp16** was not created: fp16 does not apply: because" in texts(at.info)
+    caption = " ".join(texts(at.caption))
+    assert "Measured" in caption and "40 rows of reference data of m:1" in caption
+
+
+def test_a_wider_tolerance_changes_the_advice_without_measuring(empty_home: Path) -> None:
+    _stored_comparison(empty_home)
+    at = _open_parent(new_app(PAGE))
+    at.slider(key="compare.tolerance").set_value(3.0)
+    at.run()
+    assert_clean(at)
+    assert any(s.startswith("Serve m:2 (int8-static): 2.00× faster at batch 1") for s in texts(at.success))
+    assert _measurement_rows(empty_home) == 2
+
+
+def test_flipped_rows_are_listed_with_their_input_values(empty_home: Path) -> None:
+    _stored_comparison(empty_home)
+    at = _open_parent(new_app(PAGE))
+    flipped = at.dataframe[1].value
+    listed = flipped[["row", "parent", "variant"]].to_dict("records")
+    assert listed == [{"row": 5, "parent": "green", "variant": "blue"}]
+    assert flipped["a"].iloc[0] == _reference()["a"].iloc[5]
+
+
+def test_promote_points_an_alias_at_the_chosen_variant(empty_home: Path) -> None:
+    _stored_comparison(empty_home)
+    at = _open_parent(new_app(PAGE))
+    at.text_input(key="compare.alias").set_value("fast")
+    button(at, "Promote").click()
+    at.run()
+    assert_clean(at)
+    assert "@fast now points at m:2." in texts(at.success)
+    portal = Portal.open(empty_home)
+    assert portal.get("m@fast").ref == "m:2"
+    portal.close()
+
+
+def test_a_comparison_without_data_says_what_to_upload(empty_home: Path) -> None:
+    portal = Portal.open(empty_home)
+    add_model(portal, softmax_classifier(), "bare", task="classification")
+    portal.close()
+    at = new_app(PAGE)
+    button(at, "Create variants and compare").click()
+    at.run()
+    assert_clean(at)
+    assert any("no evaluation data: bare:1 has no reference data; upload a CSV" in e for e in texts(at.error))
+    assert _measurement_rows(empty_home) == 0
