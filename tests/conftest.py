@@ -26,8 +26,3 @@ def portal(portal_home: Path):
     p = Portal.open(portal_home)
     yield p
     p.close()
-
-
-def files_under(path: Path) -> list[Path]:
-    """Every regular file below ``path`` (for 'nothing left behind' checks)."""
-    return sorted(p for p in path.rglob("*") if p.is_file())

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
-from conftest import files_under
+from tiny import files_under
 from onnx import numpy_helper
 from tiny import add_model, softmax_classifier, two_input_model
 from variant_models import (

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import files_under
+from tiny import files_under
 from tiny import save, softmax_classifier
 
 from portal import InvalidInputError, InvalidModelError, InvalidNameError, PayloadTooLargeError, Portal, PortalError

@@ -6,7 +6,7 @@ import hashlib
 import io
 
 import pytest
-from conftest import files_under
+from tiny import files_under
 
 from portal import NotFoundError, PayloadTooLargeError
 from portal.store import BlobStore, receive_stream

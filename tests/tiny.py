@@ -111,3 +111,8 @@ def add_model(portal: Any, model: onnx.ModelProto, name: str, *, task: str = "ot
 def save(model: onnx.ModelProto, path: Path) -> Path:
     onnx.save(model, path)
     return path
+
+
+def files_under(path: Path) -> list[Path]:
+    """Every regular file below ``path`` (for 'nothing left behind' checks)."""
+    return sorted(p for p in path.rglob("*") if p.is_file())
