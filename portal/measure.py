@@ -291,7 +291,7 @@ def interpret(outputs: Mapping[str, np.ndarray], keys: Mapping[str, list[Any]], 
     ``probabilities`` carries the parent's reading over to a variant: int8 rounds a
     softmax so its rows no longer sum to exactly 1, and it must not be read as logits.
     """
-    from .predict import Prediction
+    from .predict import Prediction, _softmax
 
     floats = [v.reshape(rows, -1).astype(np.float64) for v in outputs.values()
               if v.dtype.kind == "f" and v.ndim and v.shape[0] == rows]
@@ -302,7 +302,9 @@ def interpret(outputs: Mapping[str, np.ndarray], keys: Mapping[str, list[Any]], 
     scores = {k: v for k, v in outputs.items() if _is_scores(v)}
     if probabilities is None:
         probabilities = bool(scores) and all(_looks_like_probabilities(v) for v in scores.values())
-    readable = {k: _renormalized(v) if probabilities and k in scores else v for k, v in outputs.items()}
+    # decide here, not in Prediction's own heuristic: logits are softmaxed explicitly
+    readable = {k: (_renormalized(v) if probabilities else _softmax(v.astype(np.float64))) if k in scores else v
+                for k, v in outputs.items()}
     frame = Prediction(ref="", outputs=readable, rows=rows, latency_s=0.0, task="classification",
                        class_labels=class_labels, output_keys=dict(keys)).to_frame()
     labels = frame["prediction"].astype(str).to_numpy() if "prediction" in frame else None
