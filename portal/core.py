@@ -26,7 +26,7 @@ from .predict import Prediction, run_feeds
 from .refs import ModelRef, check_name
 from .registry import ModelSummary, ModelVersion, Registry
 from .runtime import LoadedSession, SessionCache, SessionConfig
-from .signature import FastPlan, Feeds, coerce, tensor_inputs
+from .signature import FastPlan, Feeds, coerce, fixed_batch
 from .store import BlobStore, receive_stream
 
 __all__ = ["Portal", "StagedModel", "suggest_name"]
@@ -62,8 +62,8 @@ def _default_actor() -> str:
 
 
 def suggest_name(filename: str) -> str:
-    """A valid model name derived from an upload's file name."""
-    stem = Path(filename).name.split(".")[0]
+    """A valid model name from an upload's file name (``My Model.v2.onnx`` → ``My-Model``)."""
+    stem = filename.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
     clean = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-_")
     return clean[:64] or "model"
 
@@ -397,7 +397,7 @@ class Portal:
         version = ref if isinstance(ref, ModelVersion) else self.get(ref)
         plan = self._plans.get(version.blob_sha)
         if plan is None:
-            plan = self._plans[version.blob_sha] = (FastPlan.build(version.signature), _fixed_batch(version.signature))
+            plan = self._plans[version.blob_sha] = (FastPlan.build(version.signature), fixed_batch(version.signature))
         fast, fixed = plan
         feeds = fast.feeds(data, allow_nan) if fast is not None else None
         if feeds is None:
@@ -512,14 +512,6 @@ def _cipher(settings: Settings) -> Any:
     from .crypto import BlobCipher
 
     return BlobCipher(key)
-
-
-def _fixed_batch(signature: dict[str, Any]) -> int | None:
-    specs = tensor_inputs(signature)
-    shape = specs[0].get("shape") if specs else None
-    if shape and isinstance(shape[0], int) and shape[0] >= 1:
-        return shape[0]
-    return None
 
 
 class _ChunkWriter:

@@ -164,6 +164,10 @@ class Registry:
                 session.rollback()
                 raise
 
+    def write_session(self) -> contextlib.AbstractContextManager[Session]:
+        """A write transaction on the registry's database, for modules that own other tables (auth)."""
+        return self._write()
+
     # -- conversions ------------------------------------------------------
     def _version(self, s: Session, row: VersionRow, model: ModelRow) -> ModelVersion:
         parent = None

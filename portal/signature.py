@@ -20,7 +20,7 @@ import pandas as pd
 from .errors import InvalidInputError
 from .modelinfo import numpy_dtype
 
-__all__ = ["FastPlan", "Feeds", "coerce", "describe_columns", "tensor_inputs"]
+__all__ = ["FastPlan", "Feeds", "coerce", "fixed_batch", "describe_columns", "tensor_inputs"]
 
 _MAX_LISTED = 8
 
@@ -47,6 +47,13 @@ def tensor_inputs(signature: dict[str, Any]) -> list[dict[str, Any]]:
         if spec.get("kind") != "tensor":
             raise InvalidInputError(f"input {spec['name']!r} is a {spec.get('kind')}, not a tensor; it cannot be fed")
     return specs
+
+
+def fixed_batch(signature: dict[str, Any]) -> int | None:
+    """The fixed batch size of the first input (a model exported with batch 1), or None if dynamic."""
+    inputs = signature["inputs"]
+    shape = inputs[0].get("shape") if inputs else None
+    return int(shape[0]) if shape and isinstance(shape[0], int) and shape[0] >= 1 else None
 
 
 def describe_columns(signature: dict[str, Any], feature_names: Sequence[str] | None) -> list[str]:

@@ -28,6 +28,7 @@ from .datasets import DataSet, load_data
 from .errors import InvalidModelError
 from .ingest.sandbox import run_worker
 from .registry import ModelVersion
+from .signature import fixed_batch
 
 if TYPE_CHECKING:
     from .core import Portal
@@ -143,9 +144,7 @@ def _fsynced(path: Path) -> Path:
 
 
 def _fixed_batch(version: ModelVersion) -> int | None:
-    inputs = version.signature["inputs"]
-    shape = inputs[0].get("shape") if inputs else None
-    return shape[0] if shape and isinstance(shape[0], int) and shape[0] >= 1 else None
+    return fixed_batch(version.signature)
 
 
 def lineage(portal: Portal, ref: str) -> list[ModelVersion]:

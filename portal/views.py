@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
+from .core import suggest_name
 from .images import is_image_signature
 from .registry import ModelSummary, ModelVersion
 from .signature import describe_columns
@@ -96,13 +97,6 @@ def demote_headings(markdown: str, *, levels: int = 2) -> str:
             line = "#" * levels + line
         lines.append(line)
     return "\n".join(lines)
-
-
-def suggest_name(filename: str) -> str:
-    """A valid model name from an uploaded file name (``My Model.v2.onnx`` → ``My-Model``)."""
-    stem = filename.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
-    clean = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-_")
-    return clean[:64] or "model"
 
 
 def parse_list(text: str | None) -> list[str]:

@@ -26,7 +26,7 @@ from ..predict import Prediction, run_feeds
 from ..refs import ModelRef
 from ..registry import ModelVersion
 from ..runtime import LoadedSession, SessionConfig
-from ..signature import Feeds, tensor_inputs
+from ..signature import Feeds, fixed_batch
 from .batching import Batcher, batchable
 from .limits import Watchdog
 from .metrics import ApiMetrics
@@ -35,15 +35,6 @@ from .settings import ApiSettings
 __all__ = ["ApiContext", "Offload", "context"]
 
 T = TypeVar("T")
-
-
-def _fixed_batch(signature: dict[str, Any]) -> int | None:
-    # as Portal.predict does: a model with a fixed batch size is run in chunks of that size
-    specs = tensor_inputs(signature)
-    shape = specs[0].get("shape") if specs else None
-    if shape and isinstance(shape[0], int) and shape[0] >= 1:
-        return int(shape[0])
-    return None
 
 
 class Offload(Exception):  # noqa: N818 - a signal, not an error
@@ -207,7 +198,7 @@ class ApiContext:
 
     def _run(self, version: ModelVersion, feeds: Feeds, run_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         return run_feeds(self.session(version), feeds, chunk_rows=self.portal.settings.chunk_rows,
-                         fixed_batch=_fixed_batch(version.signature), run_options=run_options)
+                         fixed_batch=fixed_batch(version.signature), run_options=run_options)
 
 
 def context(request: Request) -> ApiContext:
