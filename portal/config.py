@@ -22,6 +22,21 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer (not {raw!r})") from None
 
 
+_ON = ("1", "on", "true", "yes")
+_OFF = ("0", "off", "false", "no")
+
+
+def _env_switch(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _ON:
+        return True
+    if raw in _OFF:
+        return False
+    raise ValueError(f"{name} must be on or off (not {raw!r})")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every tunable of the portal; build with :meth:`from_env`, never mutate.
@@ -42,6 +57,13 @@ class Settings:
     max_zip_ratio: int = 200
     ref_ttl_seconds: float = 1.0
     encryption_key: str | None = field(default=None, repr=False)
+    auth: bool = True
+    session_idle_seconds: int = 30 * 60
+    session_max_seconds: int = 12 * 3600
+    monitor: bool = True
+    log_retention_days: int = 30
+    log_sample_rows: int = 16
+    log_sample_interval_seconds: float = 0.1
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -61,6 +83,13 @@ class Settings:
             chunk_rows=_env_int(env, "PORTAL_CHUNK_ROWS", 65_536),
             max_zip_ratio=_env_int(env, "PORTAL_MAX_ZIP_RATIO", 200),
             encryption_key=env.get("PORTAL_ENCRYPTION_KEY") or None,
+            auth=_env_switch(env, "PORTAL_AUTH", True),
+            session_idle_seconds=_env_int(env, "PORTAL_SESSION_IDLE_MIN", 30) * 60,
+            session_max_seconds=_env_int(env, "PORTAL_SESSION_MAX_HOURS", 12) * 3600,
+            monitor=_env_switch(env, "PORTAL_MONITOR", True),
+            log_retention_days=_env_int(env, "PORTAL_LOG_RETENTION_DAYS", 30),
+            log_sample_rows=_env_int(env, "PORTAL_LOG_SAMPLE_ROWS", 16),
+            log_sample_interval_seconds=_env_int(env, "PORTAL_LOG_SAMPLE_INTERVAL_MS", 100) / 1000,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import getpass
 import io
 import os
@@ -20,9 +21,11 @@ import pandas as pd
 
 from .config import Settings
 from .dataio import iter_table_chunks, read_input, write_frame
+from .auth import User, require
 from .errors import InvalidInputError, InvalidNameError, NotFoundError, PortalError
 from .images import IMAGE_SUFFIXES, load_image, preprocess_images
 from .predict import Prediction, run_feeds
+from .predlog import PredictionLog
 from .refs import ModelRef, check_name
 from .registry import ModelSummary, ModelVersion, Registry
 from .runtime import LoadedSession, SessionCache, SessionConfig
@@ -72,7 +75,18 @@ class Portal:
     """Registry + blob store + session cache, behind one API.
 
     Open with :meth:`open`; share one instance per process (it is thread-safe).
+
+    Who may do what is decided here, so the UI, the CLI and the API cannot
+    differ: :meth:`as_user` gives a view of the same portal (same registry,
+    store, caches and prediction log) that acts for one signed-in user and
+    checks their role, the model's owner and its visibility on every call
+    (see :mod:`portal.auth`).  The unscoped portal (``user is None``) is the
+    local operator: the CLI without a token, ``PORTAL_AUTH=off``, the demo
+    loader and maintenance tasks, who can read the files anyway.
     """
+
+    user: User | None = None
+    source: str = "library"
 
     def __init__(self, settings: Settings, *, registry: Registry | None = None, actor: str | None = None) -> None:
         self.settings = settings
@@ -82,6 +96,10 @@ class Portal:
         self.registry = registry or Registry.open(settings.resolved_db_url)
         self.cache = SessionCache(max_bytes=settings.cache_bytes, max_count=settings.cache_count)
         self.actor = actor or _default_actor()
+        self.monitor: PredictionLog | None = PredictionLog(
+            self.registry.engine, sample_rows=settings.log_sample_rows,
+            sample_interval=settings.log_sample_interval_seconds, retention_days=settings.log_retention_days,
+        ) if settings.monitor else None
         self._refs: dict[str, tuple[float, ModelVersion]] = {}
         self._refs_lock = threading.Lock()
         self._frames: dict[str, pd.DataFrame] = {}
@@ -107,10 +125,64 @@ class Portal:
             portal.fsck(repair=True)
         return portal
 
+    # -- who ----------------------------------------------------------------
+    def as_user(self, user: User | None, *, source: str | None = None) -> Portal:
+        """This portal acting for ``user`` (None: the unrestricted local operator).
+
+        The view shares everything with this portal; ``source`` (ui, cli, api)
+        labels its predictions in the log.
+        """
+        view = copy.copy(self)
+        view.user = user
+        view.actor = user.name if user is not None else self.actor
+        if source is not None:
+            view.source = source
+        return view
+
+    def can(self, action: str, model: ModelVersion | ModelSummary | None = None) -> bool:
+        """Whether the current user may do ``action`` (on ``model``): for pages to hide what is refused."""
+        try:
+            self.check(action, model)
+        except PortalError:
+            return False
+        return True
+
+    def check(self, action: str, model: ModelVersion | ModelSummary | None = None) -> None:
+        """Raise unless the current user may do ``action`` (on ``model``).
+
+        Raises:
+            NotFoundError: ``model`` is private to someone else (it is not even listed).
+            PermissionDeniedError: the role, or ownership of ``model``, does not allow it.
+        """
+        user = self.user
+        if user is None:
+            return
+        if model is not None and not self._visible(model):
+            raise NotFoundError(f"no model named {model.name!r}; `portal list` shows the registered models")
+        require(user, action, model_owner=model.owner if model is not None else None)
+
+    def _visible(self, model: ModelVersion | ModelSummary) -> bool:
+        user = self.user
+        return (
+            user is None or user.role == "admin" or model.visibility != "private" or model.owner == user.name
+        )
+
+    def _check_visible(self, model: ModelVersion | ModelSummary) -> None:
+        if not self._visible(model):
+            raise NotFoundError(f"no model named {model.name!r}; `portal list` shows the registered models")
+
+    def find_model(self, name: str) -> ModelSummary | None:
+        """The model ``name`` (unfiltered by visibility), or None: for checks before an upload."""
+        try:
+            return self.registry.get_model(name)
+        except NotFoundError:
+            return None
+
     def rotate_key(self, new_key: str | None, *, actor: str | None = None) -> int:
         """Re-encrypt every blob with ``new_key`` (None: decrypt the store); return how many."""
         from .crypto import BlobCipher
 
+        self.check("admin")
         new_cipher = BlobCipher(new_key) if new_key else None
         count = 0
         for sha in list(self.store.iter_blobs()):
@@ -126,10 +198,14 @@ class Portal:
         """Check that registry rows and blob files agree; see :mod:`portal.fsck`."""
         from .fsck import GRACE_SECONDS, fsck
 
+        if repair:
+            self.check("admin")
         return fsck(self.store, self.registry, repair=repair, verify=verify,
                     grace_seconds=GRACE_SECONDS if grace_seconds is None else grace_seconds)
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
         self.cache.clear()
         self.registry.close()
 
@@ -144,17 +220,32 @@ class Portal:
         now = time.monotonic()
         hit = self._refs.get(key)
         if hit is not None and hit[0] > now:
-            return hit[1]
-        version = self.registry.resolve(ref)
-        with self._refs_lock:
-            self._refs[key] = (now + self.settings.ref_ttl_seconds, version)
+            version = hit[1]
+        else:
+            version = self.registry.resolve(ref)
+            with self._refs_lock:
+                self._refs[key] = (now + self.settings.ref_ttl_seconds, version)
+        if self.user is not None:
+            self._check_visible(version)
         return version
 
+    def _version(self, ref: str | ModelRef | ModelVersion) -> ModelVersion:
+        if isinstance(ref, ModelVersion):
+            if self.user is not None:
+                self._check_visible(ref)
+            return ref
+        return self.get(ref)
+
     def list_models(self) -> list[ModelSummary]:
-        return self.registry.list_models()
+        """The models the current user may see."""
+        models = self.registry.list_models()
+        return models if self.user is None else [m for m in models if self._visible(m)]
 
     def get_model(self, name: str) -> ModelSummary:
-        return self.registry.get_model(name)
+        summary = self.registry.get_model(name)
+        if self.user is not None:
+            self._check_visible(summary)
+        return summary
 
     def model_path(self, ref: str | ModelRef) -> Path:
         """Local path of the version's ONNX file (read-only).
@@ -169,7 +260,7 @@ class Portal:
 
     def model_bytes(self, ref: str | ModelRef) -> bytes:
         """The version's ONNX file content (decrypted in memory on an encrypted store)."""
-        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        version = self._version(ref)
         return self.store.read_bytes(version.blob_sha)
 
     def reference_frame(self, ref: str | ModelRef) -> pd.DataFrame | None:
@@ -194,6 +285,7 @@ class Portal:
         """Receive and validate an upload in the sandbox; nothing is registered yet."""
         from .ingest import ingest_file
 
+        self.check("upload")
         filename = filename or (Path(source).name if isinstance(source, (str, Path)) else "upload")
         workdir = self.store.make_staging_dir("upload")
         try:
@@ -239,6 +331,10 @@ class Portal:
         Metadata keywords: description, tags, task, feature_names, class_labels,
         preprocessing, reference (DataFrame or CSV/Parquet path), actor.
         """
+        if self.user is not None:
+            target = name or (suggest_name(source.filename) if isinstance(source, StagedModel) else None)
+            existing = self.find_model(target) if target else None
+            self.check("upload", existing)
         given = isinstance(source, StagedModel)
         staged = source if given else self.prepare(
             source, filename=filename, input_shape=input_shape, progress=progress
@@ -262,7 +358,10 @@ class Portal:
         from .metadata import build_version_meta
 
         name = check_name(name or suggest_name(staged.filename))
-        actor = metadata.pop("actor", None) or self.actor
+        if self.user is not None:
+            self.check("upload", self.find_model(name))
+        actor = self.actor if self.user is not None else (metadata.pop("actor", None) or self.actor)
+        metadata.pop("actor", None)
         reference = metadata.pop("reference", None)
         parent = metadata.pop("parent", None)
         method = metadata.pop("method", None)
@@ -292,22 +391,36 @@ class Portal:
         return self.store.put_bytes(buffer.getvalue()).sha256
 
     # -- registry writes ------------------------------------------------------
+    def _actor(self, actor: str | None) -> str:
+        # a signed-in user is always the actor of their own changes
+        return self.actor if self.user is not None else (actor or self.actor)
+
+    def _require_model(self, action: str, name: str) -> None:
+        if self.user is not None:
+            self.check(action, self.registry.get_model(name))
+
     def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str | None = None) -> ModelVersion:
-        version = self.registry.set_alias(ref, alias, actor=actor or self.actor)
+        self._require_model("alias", ModelRef.parse(ref).name)
+        version = self.registry.set_alias(ref, alias, actor=self._actor(actor))
         self._invalidate()
         return version
 
     def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
-        self.registry.remove_alias(name, alias, actor=actor or self.actor)
+        self._require_model("alias", name)
+        self.registry.remove_alias(name, alias, actor=self._actor(actor))
         self._invalidate()
 
     def update_model(self, name: str, *, actor: str | None = None, **fields: Any) -> ModelSummary:
-        summary = self.registry.update_model(name, actor=actor or self.actor, **fields)
+        self._require_model("edit", name)
+        if self.user is not None and fields.get("owner") is not None:
+            self.check("admin")
+        summary = self.registry.update_model(name, actor=self._actor(actor), **fields)
         self._invalidate()
         return summary
 
     def update_version(self, ref: str | ModelRef, *, actor: str | None = None, **fields: Any) -> ModelVersion:
-        version = self.registry.update_version_meta(ref, actor=actor or self.actor, **fields)
+        self._require_model("edit", ModelRef.parse(ref).name)
+        version = self.registry.update_version_meta(ref, actor=self._actor(actor), **fields)
         self._invalidate()
         return version
 
@@ -317,7 +430,8 @@ class Portal:
         Refused while an alias points at it or variants depend on it, unless ``force``.
         """
         parsed = ModelRef.parse(ref)
-        actor = actor or self.actor
+        self._require_model("delete", parsed.name)
+        actor = self._actor(actor)
         if parsed.version is None and parsed.alias is None:
             summary = self.registry.delete_model(parsed.name, actor=actor, force=force)
             gone = [v for v in summary.versions]
@@ -355,8 +469,7 @@ class Portal:
 
     def coerce(self, ref: str | ModelRef | ModelVersion, data: Any, **options: Any) -> Feeds:
         """The feeds ``predict`` would run for ``data`` (for previews and checks)."""
-        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
-        return self._coerce(version, data, **options)
+        return self._coerce(self._version(ref), data, **options)
 
     def _coerce(self, version: ModelVersion, data: Any, *, allow_nan: bool = False, extra_columns: str = "error") -> Feeds:
         if isinstance(data, (str, Path)):
@@ -373,7 +486,7 @@ class Portal:
 
     def images_to_array(self, ref: str | ModelRef | ModelVersion, images: Sequence[Any], names: Sequence[str] | None = None) -> np.ndarray:
         """Decode and preprocess images (paths, bytes or PIL images) for ``ref``."""
-        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        version = self._version(ref)
         decoded = []
         for i, image in enumerate(images):
             label = names[i] if names else (Path(image).name if isinstance(image, (str, Path)) else f"image {i + 1}")
@@ -392,25 +505,57 @@ class Portal:
         extra_columns: str = "error",
         run_options: Any = None,
     ) -> Prediction:
-        """Predict with the version ``ref`` on ``data`` (see :func:`portal.signature.coerce`)."""
+        """Predict with the version ``ref`` on ``data`` (see :func:`portal.signature.coerce`).
+
+        Every call is queued to the prediction log (see :mod:`portal.predlog`),
+        failures included once the version is known.
+        """
         start = time.perf_counter()
-        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
-        plan = self._plans.get(version.blob_sha)
-        if plan is None:
-            plan = self._plans[version.blob_sha] = (FastPlan.build(version.signature), fixed_batch(version.signature))
-        fast, fixed = plan
-        feeds = fast.feeds(data, allow_nan) if fast is not None else None
-        if feeds is None:
-            feeds = self._coerce(version, data, allow_nan=allow_nan, extra_columns=extra_columns)
-        loaded = self.session(version)
-        outputs, keys = run_feeds(loaded, feeds, chunk_rows=self.settings.chunk_rows,
-                                  fixed_batch=fixed, run_options=run_options)
+        version = self._version(ref)
+        feeds = None
+        try:
+            plan = self._plans.get(version.blob_sha)
+            if plan is None:
+                plan = self._plans[version.blob_sha] = (FastPlan.build(version.signature), fixed_batch(version.signature))
+            fast, fixed = plan
+            feeds = fast.feeds(data, allow_nan) if fast is not None else None
+            if feeds is None:
+                feeds = self._coerce(version, data, allow_nan=allow_nan, extra_columns=extra_columns)
+            loaded = self.session(version)
+            hit = self.cache.last_hit()
+            outputs, keys = run_feeds(loaded, feeds, chunk_rows=self.settings.chunk_rows,
+                                      fixed_batch=fixed, run_options=run_options)
+        except Exception as exc:
+            self.log_prediction(version, rows=feeds.rows if feeds is not None else 0,
+                                latency_s=time.perf_counter() - start, error=exc)
+            raise
+        latency = time.perf_counter() - start
+        if self.monitor is not None:
+            self.monitor.record(version.name, version.version, caller=self.actor, source=self.source, rows=feeds.rows,
+                                latency_s=latency, feeds=feeds.arrays, feature_names=version.feature_names,
+                                cache_hit=hit)
         return Prediction(
-            ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=time.perf_counter() - start,
+            ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=latency,
             task=version.task, class_labels=version.class_labels, output_keys=keys,
             unused_columns=feeds.unused_columns,
             index=data.index if isinstance(data, pd.DataFrame) else None,
         )
+
+    def log_prediction(
+        self,
+        version: ModelVersion,
+        *,
+        rows: int,
+        latency_s: float,
+        error: BaseException | None = None,
+        feeds: Feeds | None = None,
+        cache_hit: bool | None = None,
+    ) -> None:
+        """Queue one prediction made outside :meth:`predict` (the API's batched path) to the log."""
+        if self.monitor is not None:
+            self.monitor.record(version.name, version.version, caller=self.actor, source=self.source, rows=rows,
+                                latency_s=latency_s, error=error, feeds=feeds.arrays if feeds is not None else None,
+                                feature_names=version.feature_names, cache_hit=cache_hit)
 
     def predict_file(
         self,

@@ -18,7 +18,10 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
+    Float,
+    Index,
     ForeignKey,
     Integer,
     String,
@@ -41,6 +44,7 @@ __all__ = [
     "Base",
     "MeasurementRow",
     "ModelRow",
+    "PredictionRow",
     "SCHEMA_VERSION",
     "TokenRow",
     "UserRow",
@@ -50,7 +54,7 @@ __all__ = [
     "utcnow",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> dt.datetime:
@@ -162,6 +166,28 @@ class MeasurementRow(Base):
     created_by: Mapped[str] = mapped_column(String(128), default="")
 
 
+class PredictionRow(Base):
+    """One prediction request (UI, CLI, API or library), written in batches off the hot path."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_model_version_ts", "model", "version", "ts"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    caller: Mapped[str] = mapped_column(String(128), default="")
+    source: Mapped[str] = mapped_column(String(16), default="library")  # ui | cli | api | library
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_kind: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cache_hit: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    sample: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+_V1_TABLES = ("schema_info", "models", "versions", "aliases", "audit", "users", "tokens", "measurements")
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -189,7 +215,7 @@ def make_engine(url: str) -> Engine:
 
 
 def _create_v1(conn: Connection) -> None:
-    Base.metadata.create_all(conn)
+    Base.metadata.create_all(conn, tables=[Base.metadata.tables[name] for name in _V1_TABLES])
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
             "CREATE OR REPLACE FUNCTION portal_audit_append_only() RETURNS trigger AS $$ "
@@ -214,7 +240,11 @@ def _create_v1(conn: Connection) -> None:
 
 # Migration N brings a store from schema N-1 to N. Never edit a released one:
 # add the next number. Columns added later must have defaults so old rows load.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_v1}
+def _add_prediction_log(conn: Connection) -> None:
+    PredictionRow.__table__.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_v1, 2: _add_prediction_log}
 
 
 def _current_version(conn: Connection) -> int:

@@ -50,6 +50,7 @@ class ModelVersion:
     created_at: dt.datetime
     created_by: str
     aliases: tuple[str, ...] = ()
+    visibility: str = "shared"
 
     @property
     def ref(self) -> str:
@@ -184,6 +185,7 @@ class Registry:
             owner=model.owner, parent=parent, method=row.method,
             method_params=dict(row.method_params or {}), reference_sha=row.reference_sha,
             created_at=row.created_at, created_by=row.created_by, aliases=tuple(sorted(aliases)),
+            visibility=model.visibility,
         )
 
     def _summary(self, s: Session, model: ModelRow) -> ModelSummary:
@@ -267,7 +269,7 @@ class Registry:
                 description=model.description, task=model.task, tags=tuple(model.tags or ()),
                 owner=model.owner, parent=parent, method=r.method, method_params=dict(r.method_params or {}),
                 reference_sha=r.reference_sha, created_at=r.created_at, created_by=r.created_by,
-                aliases=tuple(version_aliases.get(r.id, ())),
+                aliases=tuple(version_aliases.get(r.id, ())), visibility=model.visibility,
             ))
         return [
             ModelSummary(

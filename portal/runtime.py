@@ -100,6 +100,7 @@ class SessionCache:
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, SessionConfig], threading.Lock] = {}
         self._hits = self._misses = self._evictions = self._loads = 0
+        self._last = threading.local()
         self._load_seconds = 0.0
 
     def get(
@@ -118,6 +119,7 @@ class SessionCache:
             if entry is not None:
                 self._entries.move_to_end(key)
                 self._hits += 1
+                self._last.hit = True
                 return entry
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
@@ -126,8 +128,10 @@ class SessionCache:
                 if entry is not None:  # another thread loaded it while we waited
                     self._entries.move_to_end(key)
                     self._hits += 1
+                    self._last.hit = True
                     return entry
                 self._misses += 1
+                self._last.hit = False
             entry = self._load(key, load, size_bytes, signature)
             with self._lock:
                 self._entries[key] = entry
@@ -177,6 +181,10 @@ class SessionCache:
             _, old = self._entries.popitem(last=False)
             total -= old.size_bytes
             self._evictions += 1
+
+    def last_hit(self) -> bool | None:
+        """Whether this thread's last :meth:`get` found the session loaded (None before any)."""
+        return getattr(self._last, "hit", None)
 
     def discard(self, blob_sha: str) -> int:
         """Drop every session of ``blob_sha`` (runs in flight finish); return how many."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 from tiny import add_model, linear_regressor, softmax_classifier
@@ -183,22 +184,35 @@ def test_concurrent_writers_from_threads_all_commit(portal):
 def test_older_store_is_migrated_in_place_without_losing_rows(portal_home, monkeypatch):
     import portal.db as db
 
-    old = Portal.open(portal_home)
-    add_model(old, softmax_classifier(), "a")
-    old.set_alias("a:1", "prod")
-    old.close()
+    with monkeypatch.context() as patch:  # a store written by a portal of schema 1
+        patch.setattr(db, "SCHEMA_VERSION", 1)
+        old = Portal.open(portal_home)
+        add_model(old, softmax_classifier(), "a")
+        old.set_alias("a:1", "prod")
+        old.close()
+    with sqlite3.connect(portal_home / "portal.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "predictions" not in tables and "models" in tables
+
+    upgraded = Portal.open(portal_home)  # schema 2 adds the prediction log
+    assert upgraded.get("a@prod").ref == "a:1"
+    upgraded.predict("a@prod", np.zeros((2, 4), np.float32))
+    upgraded.monitor.flush()
+    with upgraded.registry.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM predictions")).scalar() == 1
+        assert conn.execute(text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar() == "2"
+    assert [e.action for e in upgraded.registry.audit_log()] == ["alias.set", "version.create"]
 
     def add_column(conn):
         conn.execute(text("ALTER TABLE models ADD COLUMN license VARCHAR(64) DEFAULT 'unknown'"))
 
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(db.MIGRATIONS, 2, add_column)
-    upgraded = Portal.open(portal_home)
-    assert upgraded.get("a@prod").ref == "a:1"
-    with upgraded.registry.engine.connect() as conn:
+    upgraded.close()
+    monkeypatch.setattr(db, "SCHEMA_VERSION", 3)
+    monkeypatch.setitem(db.MIGRATIONS, 3, add_column)
+    again = Portal.open(portal_home)
+    with again.registry.engine.connect() as conn:
         assert conn.execute(text("SELECT license FROM models")).scalar() == "unknown"
-        assert conn.execute(text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar() == "2"
-    assert [e.action for e in upgraded.registry.audit_log()] == ["alias.set", "version.create"]
+        assert conn.execute(text("SELECT count(*) FROM predictions")).scalar() == 1
 
 
 def test_list_models_matches_get_model(portal):

@@ -112,7 +112,9 @@ class ApiContext:
                 raise AuthenticationError("use 'Authorization: Bearer <token>'")
             token = value.strip()
         user = self.auth.authenticate(token)
-        request.scope.setdefault("state", {})["user"] = user.name
+        state = request.scope.setdefault("state", {})
+        state["user"] = user.name
+        state["portal_user"] = user
         return user
 
     def allow(self, request: Request, action: str, *, model_owner: str | None = None) -> User:
@@ -121,10 +123,19 @@ class ApiContext:
         require(user, action, model_owner=model_owner)
         return user
 
+    def portal_for(self, request: Request) -> Portal:
+        """The portal acting for the request's user: the library checks roles, owners and visibility."""
+        state = request.scope.setdefault("state", {})
+        scoped = state.get("portal")
+        if scoped is None:
+            user = state.get("portal_user") or self.user(request)
+            scoped = state["portal"] = self.portal.as_user(user, source="api")
+        return scoped
+
     # -- what -------------------------------------------------------------
     def resolve(self, request: Request, ref: str | ModelRef) -> ModelVersion:
         """The version ``ref`` names; labels the request's metrics with it."""
-        version = self.portal.get(ref)
+        version = self.portal_for(request).get(ref)
         state = request.scope.setdefault("state", {})
         state["model"] = version.name
         state["model_version"] = str(version.version)
@@ -138,8 +149,10 @@ class ApiContext:
         return f"{name}:{version}" if version.isdigit() else f"{name}@{version}"
 
     # -- predict ------------------------------------------------------------
-    def predict(self, version: ModelVersion, data: Any, *, rows: int, extra_columns: str = "error") -> Prediction:
-        """Predict within the batch, time and concurrency limits.
+    def predict(
+        self, version: ModelVersion, data: Any, *, rows: int, extra_columns: str = "error", caller: str = ""
+    ) -> Prediction:
+        """Predict within the batch, time and concurrency limits; log it as ``caller``'s.
 
         Raises:
             PayloadTooLargeError: more rows than ``max_batch_rows``.
@@ -149,22 +162,29 @@ class ApiContext:
         if rows > limit:
             raise PayloadTooLargeError(f"{rows:,} rows in one request is over the limit of {limit:,}; split the batch")
         start = time.perf_counter()
-        with self.watchdog.guard() as deadline:
-            try:
-                feeds = self.portal.coerce(version, data, extra_columns=extra_columns)
-                batcher = self._batcher(version)
-                if batcher is None:
-                    outputs, keys = self._run(version, feeds, deadline.run_options)
-                else:
-                    outputs, keys = batcher.submit(feeds, deadline)
-            except Exception as exc:
-                if deadline.fired or _terminated(exc):
-                    self.metrics.rejected.labels("timeout").inc()
-                    raise InferenceTimeoutError(
-                        f"inference ran past the limit of {self.settings.infer_timeout_seconds:g} s and was stopped; "
-                        "send fewer rows per request (PORTAL_API_INFER_TIMEOUT_S sets the limit)"
-                    ) from exc
-                raise
+        feeds = None
+        hit = None
+        try:
+            with self.watchdog.guard() as deadline:
+                try:
+                    feeds = self.portal.coerce(version, data, extra_columns=extra_columns)
+                    batcher = self._batcher(version)
+                    if batcher is None:
+                        outputs, keys, hit = self._run_once(version, feeds, deadline.run_options)
+                    else:
+                        outputs, keys = batcher.submit(feeds, deadline)
+                except Exception as exc:
+                    if deadline.fired or _terminated(exc):
+                        self.metrics.rejected.labels("timeout").inc()
+                        raise InferenceTimeoutError(
+                            f"inference ran past the limit of {self.settings.infer_timeout_seconds:g} s and was "
+                            "stopped; send fewer rows per request (PORTAL_API_INFER_TIMEOUT_S sets the limit)"
+                        ) from exc
+                    raise
+        except Exception as exc:
+            self._log(version, caller, feeds.rows if feeds is not None else rows, start, exc, None, None)
+            raise
+        self._log(version, caller, feeds.rows, start, None, feeds, hit)
         prediction = Prediction(
             ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=time.perf_counter() - start,
             task=version.task, class_labels=version.class_labels, output_keys=keys,
@@ -195,6 +215,22 @@ class ApiContext:
     def session(self, version: ModelVersion) -> LoadedSession:
         """The shared session of ``version``, with the API's session options."""
         return self.portal.session(version, config=self.session_config)
+
+    def _log(self, version: ModelVersion, caller: str, rows: int, start: float, error: Exception | None,
+             feeds: Feeds | None, hit: bool | None) -> None:
+        monitor = self.portal.monitor
+        if monitor is not None:
+            monitor.record(version.name, version.version, caller=caller, source="api", rows=rows,
+                           latency_s=time.perf_counter() - start, error=error,
+                           feeds=feeds.arrays if feeds is not None else None,
+                           feature_names=version.feature_names, cache_hit=hit)
+
+    def _run_once(self, version: ModelVersion, feeds: Feeds, run_options: Any) -> tuple[dict[str, Any], dict[str, Any], bool | None]:
+        loaded = self.session(version)
+        hit = self.portal.cache.last_hit()
+        outputs, keys = run_feeds(loaded, feeds, chunk_rows=self.portal.settings.chunk_rows,
+                                  fixed_batch=fixed_batch(version.signature), run_options=run_options)
+        return outputs, keys, hit
 
     def _run(self, version: ModelVersion, feeds: Feeds, run_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         return run_feeds(self.session(version), feeds, chunk_rows=self.portal.settings.chunk_rows,

@@ -10,13 +10,12 @@ import shutil
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..auth import require
-from ..core import suggest_name
-from ..errors import InvalidInputError, NotFoundError
+from ..core import Portal, suggest_name
+from ..errors import InvalidInputError
 from ..refs import check_alias, check_name
 from ..registry import ModelSummary, ModelVersion
 from .context import ApiContext, context
@@ -80,67 +79,64 @@ def summary_json(m: ModelSummary, *, versions: bool = False) -> dict[str, Any]:
     }
 
 
-def _owned(ctx: ApiContext, request: Request, name: str, action: str) -> tuple[str, ModelSummary]:
-    """Authorize ``action`` on model ``name``; return the actor and the model."""
-    user = ctx.user(request)
-    model = ctx.portal.get_model(check_name(name))
-    require(user, action, model_owner=model.owner)
-    return user.name, model
+def _scoped(request: Request, action: str) -> tuple[ApiContext, Portal]:
+    """The context and the portal acting for the request's user, whose role allows ``action`` at all.
+
+    Ownership and visibility of the model are checked by the portal itself (so
+    the API, the UI and the CLI cannot differ).
+    """
+    ctx = context(request)
+    ctx.allow(request, action)
+    return ctx, ctx.portal_for(request)
 
 
 @router.get("/models", summary="List models")
 def list_models(request: Request) -> list[dict[str, Any]]:
-    ctx = context(request)
-    ctx.allow(request, "read")
-    return [summary_json(m) for m in ctx.portal.list_models()]
+    _, portal = _scoped(request, "read")
+    return [summary_json(m) for m in portal.list_models()]
 
 
 @router.get("/models/{name}", summary="Show a model and its versions")
 def show_model(name: str, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    ctx.allow(request, "read")
-    return summary_json(ctx.portal.get_model(check_name(name)), versions=True)
+    _, portal = _scoped(request, "read")
+    return summary_json(portal.get_model(check_name(name)), versions=True)
 
 
 @router.patch("/models/{name}", summary="Edit a model's metadata")
 def edit_model(name: str, edit: ModelEdit, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    actor, _ = _owned(ctx, request, name, "edit")
+    ctx, portal = _scoped(request, "read")
     fields = edit.model_dump(exclude_none=True)
     if "owner" in fields:
+        portal.get_model(check_name(name))  # 404 before 403 for a model the user cannot see
         ctx.allow(request, "admin")
         ctx.auth.get_user(fields["owner"])  # 404 for an unknown user
-    return summary_json(ctx.portal.update_model(name, actor=actor, **fields))
+    return summary_json(portal.update_model(check_name(name), **fields))
 
 
 @router.delete("/models/{name}", summary="Delete a model and all its versions")
 def delete_model(name: str, request: Request, force: bool = Query(False)) -> dict[str, Any]:
-    ctx = context(request)
-    actor, _ = _owned(ctx, request, name, "delete")
-    return {"deleted": ctx.portal.delete(name, force=force, actor=actor)}
+    _, portal = _scoped(request, "read")
+    return {"deleted": portal.delete(check_name(name), force=force)}
 
 
 @router.get("/models/{name}/versions/{version}", summary="Show a version (number or alias)")
 def show_version(name: str, version: str, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    ctx.allow(request, "read")
+    ctx, _ = _scoped(request, "read")
     return version_json(ctx.resolve(request, ctx.version_ref(check_name(name), version)))
 
 
 @router.patch("/models/{name}/versions/{version}", summary="Edit a version's feature names, class labels or notes")
 def edit_version(name: str, version: str, edit: VersionEdit, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    actor, _ = _owned(ctx, request, name, "edit")
-    ref = ctx.version_ref(name, version)
-    return version_json(ctx.portal.update_version(ref, actor=actor, **edit.model_dump(exclude_none=True)))
+    ctx, portal = _scoped(request, "read")
+    ref = ctx.version_ref(check_name(name), version)
+    return version_json(portal.update_version(ref, **edit.model_dump(exclude_none=True)))
 
 
 @router.delete("/models/{name}/versions/{version}", summary="Delete one version")
 def delete_version(name: str, version: str, request: Request, force: bool = Query(False)) -> dict[str, Any]:
-    ctx = context(request)
-    actor, _ = _owned(ctx, request, name, "delete")
-    resolved = ctx.portal.get(ctx.version_ref(name, version))
-    return {"deleted": ctx.portal.delete(resolved.ref, force=force, actor=actor)}
+    ctx, portal = _scoped(request, "read")
+    resolved = portal.get(ctx.version_ref(check_name(name), version))
+    return {"deleted": portal.delete(resolved.ref, force=force)}
 
 
 @router.get(
@@ -148,27 +144,28 @@ def delete_version(name: str, version: str, request: Request, force: bool = Quer
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
 )
-def download_version(name: str, version: str, request: Request) -> FileResponse:
-    ctx = context(request)
-    ctx.allow(request, "read")
+def download_version(name: str, version: str, request: Request) -> Response:
+    ctx, portal = _scoped(request, "read")
     resolved = ctx.resolve(request, ctx.version_ref(check_name(name), version))
-    path = ctx.portal.model_path(resolved.ref)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{resolved.name}-v{resolved.version}.onnx")
+    filename = f"{resolved.name}-v{resolved.version}.onnx"
+    path = portal.store.local_path(resolved.blob_sha)
+    if path is None:  # an encrypted (or remote) store: decrypted into memory only
+        return Response(portal.model_bytes(resolved), media_type="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return FileResponse(path, media_type="application/octet-stream", filename=filename)
 
 
 @router.put("/models/{name}/aliases/{alias}", summary="Point an alias at a version")
 def set_alias(name: str, alias: str, target: AliasTarget, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    actor, _ = _owned(ctx, request, name, "alias")
+    _, portal = _scoped(request, "read")
     check_alias(alias)
-    return version_json(ctx.portal.set_alias(f"{name}:{target.version}", alias, actor=actor))
+    return version_json(portal.set_alias(f"{check_name(name)}:{target.version}", alias))
 
 
 @router.delete("/models/{name}/aliases/{alias}", summary="Remove an alias")
 def remove_alias(name: str, alias: str, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    actor, _ = _owned(ctx, request, name, "alias")
-    ctx.portal.remove_alias(name, alias, actor=actor)
+    _, portal = _scoped(request, "read")
+    portal.remove_alias(check_name(name), alias)
     return {"removed": f"{name}@{alias}"}
 
 
@@ -218,16 +215,11 @@ def _register(ctx: ApiContext, request: Request, fields: dict[str, str], filenam
     unknown = sorted(set(fields) - set(_UPLOAD_FIELDS))
     if unknown:
         raise InvalidInputError(f"unknown form field(s) {', '.join(unknown)[:200]}; accepted: {', '.join(_UPLOAD_FIELDS)}")
-    user = ctx.user(request)
     name = check_name(fields.get("name") or suggest_name(filename))
-    try:
-        owner: str | None = ctx.portal.get_model(name).owner
-    except NotFoundError:
-        owner = None
-    require(user, "upload", model_owner=owner)
+    portal = ctx.portal_for(request)
+    portal.check("upload", portal.find_model(name))  # before the sandbox runs; register checks again
     meta = {k: v for k, v in fields.items() if k not in ("name", "input_shape") and v != ""}
-    return ctx.portal.register(path, name, filename=filename, input_shape=_shape(fields.get("input_shape")),
-                               actor=user.name, **meta)
+    return portal.register(path, name, filename=filename, input_shape=_shape(fields.get("input_shape")), **meta)
 
 
 def _shape(text: str | None) -> list[int] | None:

@@ -117,7 +117,8 @@ def _predict(request: Request, ref: str, body: bytes, extra_columns: str) -> Res
     kind = media_type(request, accepted=("application/json", "text/csv"))
     version = ctx.resolve(request, ref)
     data: Any = read_table(body, name="request.csv") if kind == "text/csv" else _records(body)
-    prediction = ctx.predict(version, data, rows=len(data), extra_columns=extra_columns)
+    prediction = ctx.predict(version, data, rows=len(data), extra_columns=extra_columns,
+                             caller=request.scope["state"]["user"])
     frame = prediction.to_frame()
     if kind == "text/csv":
         return Response(frame_to_csv_bytes(frame), media_type="text/csv")

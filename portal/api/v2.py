@@ -106,7 +106,7 @@ def _infer(request: Request, name: str, version: str | None, body: bytes, *, inl
         body, inputs=tensor_inputs(signature), output_names=[o["name"] for o in signature["outputs"]],
         header_length=request.headers.get("inference-header-content-length"),
     )
-    prediction = ctx.predict(resolved, parsed.arrays, rows=parsed.rows)
+    prediction = ctx.predict(resolved, parsed.arrays, rows=parsed.rows, caller=request.scope["state"]["user"])
     entries, binary = encode_outputs(prediction.outputs, parsed.outputs, binary_default=parsed.binary_output)
     doc: dict[str, Any] = {"model_name": resolved.name, "model_version": str(resolved.version)}
     if parsed.id is not None:
@@ -169,7 +169,7 @@ def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any
     ctx.allow(request, "read")
     resolved = ctx.resolve(request, ctx.version_ref(check_name(name), version))
     if version is None:
-        versions = [str(v.version) for v in ctx.portal.get_model(resolved.name).versions]
+        versions = [str(v.version) for v in ctx.portal_for(request).get_model(resolved.name).versions]
     else:
         versions = [str(resolved.version)]
     return {

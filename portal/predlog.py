@@ -1,0 +1,228 @@
+"""The prediction log: one row per prediction request, written in batches off the hot path.
+
+``PredictionLog.record`` only appends a tuple to a deque (a few microseconds,
+no lock, no I/O); a background thread turns the queued tuples into rows and
+inserts them in one transaction every ``flush_seconds``.  Inputs are sampled:
+at most ``sample_rows`` rows of a request, and at most one request per
+``sample_interval`` seconds per model version, so the log stays small however
+busy the model is.  Rows older than ``retention_days`` are pruned by the
+writer thread (at most once an hour) and by ``portal monitor prune``.
+
+The queue is bounded: if the database is unavailable for long, the oldest
+records are dropped (and counted) rather than growing memory without end.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import datetime as dt
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .db import PredictionRow
+
+__all__ = ["PredictionLog", "sample_frame_dict"]
+
+log = logging.getLogger("portal.monitor")
+
+_MAX_ERROR_CHARS = 500
+_PRUNE_EVERY_S = 3600.0
+
+
+def _ts(epoch: float) -> dt.datetime:
+    """Naive UTC, like every other timestamp in the database."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (np.floating, float)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, (np.integer, int, np.bool_, bool)):
+        return value.item() if hasattr(value, "item") else value
+    return str(value)
+
+
+def sample_frame_dict(arrays: Mapping[str, np.ndarray], feature_names: list[str] | None) -> dict[str, Any] | None:
+    """``{"columns": [...], "rows": [[...]]}`` for tabular inputs; None for images and other tensors.
+
+    One 2-D input gives a column per feature (named by ``feature_names`` when they
+    fit); several inputs of shape [N] or [N, 1] give a column each.
+    """
+    if not arrays:
+        return None
+    items = list(arrays.items())
+    if len(items) == 1 and items[0][1].ndim == 2:
+        name, arr = items[0]
+        width = arr.shape[1]
+        columns = list(feature_names) if feature_names and len(feature_names) == width else [
+            f"{name}[{j}]" for j in range(width)
+        ]
+        rows = [[_cell(v) for v in row] for row in arr.tolist()] if arr.dtype.kind in "fiub" else [
+            [_cell(v) for v in row] for row in arr
+        ]
+        return {"columns": columns, "rows": rows}
+    if all(a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1) for _, a in items):
+        columns = [name for name, _ in items]
+        flat = [a.reshape(-1) for _, a in items]
+        n = min(len(a) for a in flat)
+        return {"columns": columns, "rows": [[_cell(a[i]) for a in flat] for i in range(n)]}
+    return None
+
+
+class PredictionLog:
+    """Batched, bounded writer of prediction records (thread-safe; one per process)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        sample_rows: int = 16,
+        sample_interval: float = 0.1,
+        retention_days: int = 30,
+        flush_seconds: float = 0.5,
+        max_queue: int = 50_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.sample_rows = max(0, sample_rows)
+        self.sample_interval = sample_interval
+        self.retention_days = retention_days
+        self.flush_seconds = flush_seconds
+        self.max_queue = max_queue
+        self.clock = clock
+        self.dropped = 0
+        self.written = 0
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._last_sample: dict[tuple[str, int], float] = {}
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._last_prune = -math.inf
+        ref = weakref.ref(self)
+        atexit.register(lambda: (obj := ref()) is not None and obj.close())
+
+    # -- hot path -------------------------------------------------------------
+    def record(
+        self,
+        name: str,
+        version: int,
+        *,
+        caller: str,
+        source: str,
+        rows: int,
+        latency_s: float,
+        error: BaseException | None = None,
+        feeds: Mapping[str, np.ndarray] | None = None,
+        feature_names: list[str] | None = None,
+        cache_hit: bool | None = None,
+    ) -> None:
+        """Queue one prediction; never raises, never waits on the database."""
+        now = self.clock()
+        sample = None
+        if feeds is not None and self.sample_rows and error is None:
+            key = (name, version)
+            if now - self._last_sample.get(key, -math.inf) >= self.sample_interval:
+                self._last_sample[key] = now
+                n = self.sample_rows
+                sample = {k: np.array(v[:n]) for k, v in feeds.items() if getattr(v, "ndim", 0) and v.ndim <= 2}
+        message = kind = None
+        if error is not None:
+            kind = type(error).__name__
+            message = (getattr(error, "message", None) or str(error) or kind)[:_MAX_ERROR_CHARS]
+        if len(self._queue) >= self.max_queue:
+            self.dropped += 1
+            return
+        self._queue.append((now, name, version, caller, source, rows, latency_s, message, kind, cache_hit,
+                            sample, feature_names))
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._loop, name="portal-prediction-log", daemon=True)
+                self._thread.start()
+
+    # -- writer -----------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+                if self.clock() - self._last_prune >= _PRUNE_EVERY_S:
+                    self.prune()
+            except Exception:  # the log must never take the portal down
+                log.exception("prediction log: write failed; will retry")
+
+    def flush(self) -> int:
+        """Write everything queued so far now; return how many rows were written."""
+        with self._flush_lock:
+            batch: list[tuple[Any, ...]] = []
+            while self._queue:
+                batch.append(self._queue.popleft())
+            if not batch:
+                return 0
+            rows = [self._row(item) for item in batch]
+            try:
+                with self.engine.connect().execution_options(portal_write=True) as conn:
+                    conn.execute(insert(PredictionRow.__table__), rows)
+                    conn.commit()
+            except SQLAlchemyError:
+                # put them back (oldest first) within the bound, and try again next time
+                room = max(0, self.max_queue - len(self._queue))
+                keep = batch[-room:] if room else []
+                self.dropped += len(batch) - len(keep)
+                self._queue.extendleft(reversed(keep))
+                raise
+            self.written += len(rows)
+            return len(rows)
+
+    @staticmethod
+    def _row(item: tuple[Any, ...]) -> dict[str, Any]:
+        now, name, version, caller, source, rows, latency_s, message, kind, cache_hit, sample, names = item
+        return {
+            "ts": _ts(now), "model": name, "version": int(version), "caller": caller or "", "source": source,
+            "rows": int(rows), "latency_ms": float(latency_s) * 1000.0, "error": message, "error_kind": kind,
+            "cache_hit": cache_hit, "sample": sample_frame_dict(sample, names) if sample else None,
+        }
+
+    def prune(self, *, now: float | None = None, older_than_days: float | None = None) -> int:
+        """Delete rows older than the retention period; return how many."""
+        now = self.clock() if now is None else now
+        self._last_prune = now
+        days = self.retention_days if older_than_days is None else older_than_days
+        cutoff = _ts(now) - dt.timedelta(days=days)
+        with self.engine.connect().execution_options(portal_write=True) as conn:
+            result = conn.execute(delete(PredictionRow.__table__).where(PredictionRow.__table__.c.ts < cutoff))
+            conn.commit()
+        return int(result.rowcount or 0)
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("prediction log: final write failed")
