@@ -526,7 +526,11 @@ def test_request_id_from_the_client_is_sanitised(viewer):
 
 
 def test_docs_and_openapi_are_served(server):
-    assert httpx.get(f"{server.url}/docs").status_code == 200
+    page = httpx.get(f"{server.url}/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn." not in page.text  # works offline: the assets are served from the package
+    script = httpx.get(f"{server.url}/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert "/v2/models/{name}/infer" in spec["paths"]
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

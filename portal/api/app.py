@@ -87,7 +87,8 @@ def create_app(portal: Portal, *, settings: ApiSettings | None = None, owns_port
                 portal.close()
 
     app = FastAPI(title="Model Portal", version=_version(), description=_DESCRIPTION, lifespan=lifespan,
-                  redirect_slashes=False)
+                  redirect_slashes=False, docs_url=None)
+    _serve_docs(app)
     app.state.ctx = ctx
     install_error_handlers(app)
     app.include_router(v2_router)
@@ -103,6 +104,24 @@ def create_app(portal: Portal, *, settings: ApiSettings | None = None, owns_port
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from the files of the ``swagger-ui-bundle`` package (no CDN: works offline)."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
 
 
 def _version() -> str:
