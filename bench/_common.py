@@ -62,6 +62,20 @@ def interleaved(a: Callable[[], object], b: Callable[[], object], *, rounds: int
     return statistics.median(ta), statistics.median(tb)
 
 
+def paired_ratio(a: Callable[[], object], b: Callable[[], object], *, rounds: int = 15,
+                 min_seconds: float = 0.2) -> tuple[float, float, float]:
+    """Median per-call times of ``a`` and ``b`` (A B A B ...) and the median of the per-round ratios b / a.
+
+    The ratio of two blocks measured back to back is steadier than the ratio of
+    two medians when other work on the machine comes and goes.
+    """
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(per_call(a, min_seconds=min_seconds, warmup=3))
+        tb.append(per_call(b, min_seconds=min_seconds, warmup=3))
+    return statistics.median(ta), statistics.median(tb), statistics.median(y / x for x, y in zip(ta, tb))
+
+
 def table(rows: list[list[object]], header: list[str]) -> str:
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]

@@ -8,6 +8,8 @@ Started in this run, each a uvicorn process on 127.0.0.1 with the same settings
     portal           `portal serve`: token check against SQLite, OIP validation, limits,
                      metrics, access log, shared session cache
     portal+batching  the same with adaptive batching on for the model
+    portal-log-off   `portal serve` with the prediction log off (PORTAL_MONITOR=off):
+                     portal / portal-log-off is the cost of the prediction log
     minimal          a FastAPI endpoint calling an already-open onnxruntime session
                      (onnxruntime's default session options)
     minimal-1t       the same with one intra-op thread, as the portal's sessions have:
@@ -21,7 +23,9 @@ other work on the machine hits them alike; it prints the median burst
 throughput, p50/p95/p99 latency over all bursts, errors (non-200 answers and
 broken connections) and the server's CPU time per request (from /proc, which
 background load barely moves).  Targets (issue #6): portal ≥ 0.8× minimal,
-≥ 20× load-per-request.  The client shares the machine's cores with the servers.
+≥ 20× load-per-request; (issue #7) the prediction log costs at most 5%:
+portal / portal-log-off throughput ≥ 0.95 (``--log-only`` runs just those two).
+The client shares the machine's cores with the servers.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from _common import mlp, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = (1, 8, 32)
+LOG_BUDGET = 0.95  # issue #7: throughput with the log on ≥ 95% of the throughput with it off
 
 
 # -- the model ---------------------------------------------------------------------
@@ -280,6 +285,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per burst (fast servers)")
     parser.add_argument("--slow-requests", type=int, default=60, help="requests per burst (load-per-request)")
     parser.add_argument("--bursts", type=int, default=7, help="interleaved bursts per server and level")
+    parser.add_argument("--log-only", action="store_true", help="only portal vs portal-log-off (the log's cost)")
     parser.add_argument("--serve-baseline", choices=("minimal", "minimal-1t", "load-per-request"), help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -304,32 +310,47 @@ def main() -> None:
     serve = [sys.executable, "-m", "portal.cli", "serve"]
     servers = [
         start("portal", serve, env, auth),
-        start("portal+batching", serve, {**env, "PORTAL_API_BATCHING": "bench"}, auth),
-        start("minimal", [*baseline, "minimal"], {}, {}),
-        start("minimal-1t", [*baseline, "minimal-1t"], {}, {}),
-        start("load-per-request", [*baseline, "load-per-request"], {}, {}),
+        start("portal-log-off", serve, {**env, "PORTAL_MONITOR": "off"}, auth),
     ]
+    if not args.log_only:
+        servers += [
+            start("portal+batching", serve, {**env, "PORTAL_API_BATCHING": "bench"}, auth),
+            start("minimal", [*baseline, "minimal"], {}, {}),
+            start("minimal-1t", [*baseline, "minimal-1t"], {}, {}),
+            start("load-per-request", [*baseline, "load-per-request"], {}, {}),
+        ]
+    baseline_name = "portal-log-off" if args.log_only else "minimal"
     try:
         load = os.getloadavg()[0]
         print(f"model: {args.model} ({len(model.SerializeToString()):,} bytes, input {n_features} float32); "
               f"{os.cpu_count()} CPUs, load average {load:.1f} at start; client and servers on 127.0.0.1", flush=True)
         for server in servers:
             drive(server, body, 4, 100 if server.name != "load-per-request" else 20)  # warm-up
-        rows = []
+        rows, log_ok = [], True
         for level in LEVELS:
             results = measure(servers, body, level, bursts=args.bursts, requests=args.requests, slow=args.slow_requests)
+            log_ratio = paired(results, "portal", "portal-log-off")
+            cpu_ratio = results["portal"].cpu_per_request / results["portal-log-off"].cpu_per_request
+            log_ok &= log_ratio >= LOG_BUDGET
+            print(f"concurrency {level}: prediction log on/off throughput {log_ratio:.3f} "
+                  f"({'PASS' if log_ratio >= LOG_BUDGET else 'FAIL'} against ≥ {LOG_BUDGET}), "
+                  f"server CPU per request on/off {cpu_ratio:.3f}", flush=True)
+            for r in results.values():
+                rows.append([r.server, level, r.requests, r.errors, f"{r.throughput:,.0f}", f"{r.pct(50):.2f}",
+                             f"{r.pct(95):.2f}", f"{r.pct(99):.2f}", f"{r.cpu_per_request * 1e6:,.0f}",
+                             f"{paired(results, r.server, baseline_name):.2f}"])
+            if args.log_only:
+                continue
             print(f"concurrency {level}: portal/minimal {paired(results, 'portal', 'minimal'):.2f}, "
                   f"portal/minimal-1t {paired(results, 'portal', 'minimal-1t'):.2f}, "
                   f"portal+batching/portal {paired(results, 'portal+batching', 'portal'):.2f}, "
                   f"portal/load-per-request {paired(results, 'portal', 'load-per-request'):.1f} "
                   "(medians of burst-by-burst ratios)", flush=True)
-            for r in results.values():
-                rows.append([r.server, level, r.requests, r.errors, f"{r.throughput:,.0f}", f"{r.pct(50):.2f}",
-                             f"{r.pct(95):.2f}", f"{r.pct(99):.2f}", f"{r.cpu_per_request * 1e6:,.0f}",
-                             f"{paired(results, r.server, 'minimal'):.2f}"])
         print()
         print(table(rows, ["server", "conc", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms",
-                           "server CPU µs/req", "× minimal (paired)"]))
+                           "server CPU µs/req", f"× {baseline_name} (paired)"]))
+        print(f"\nprediction log overhead (throughput on/off ≥ {LOG_BUDGET} at every level): "
+              f"{'PASS' if log_ok else 'FAIL'}")
     finally:
         for server in servers:
             server.proc.terminate()

@@ -1,9 +1,12 @@
-"""Portal predict overhead vs raw onnxruntime, cache hit vs cold load, CSV scoring.
+"""Portal predict overhead vs raw onnxruntime, prediction log on vs off, cache hit vs cold load, CSV scoring.
 
-Run: .venv/bin/python bench/predict_overhead.py [--rows 1000000]
+Run: .venv/bin/python bench/predict_overhead.py [--rows 1000000] [--log-only]
 Every figure is a ratio against a baseline measured in the same run.
 Targets (issue #2): ≤ 1.10× raw at batch ≥ 64, ≤ 100 µs added at batch 1,
 CSV scoring ≥ 0.7× raw throughput with memory bounded by the chunk size.
+Target (issue #7): the prediction log costs at most 5% of predict throughput
+(a portal with the log on vs an identical one with PORTAL_MONITOR=off, same
+store and model, interleaved rounds).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import interleaved, mlp, table  # noqa: E402
+from _common import interleaved, mlp, paired_ratio, table  # noqa: E402
 
 from portal import Portal  # noqa: E402
 from portal.modelinfo import describe_model  # noqa: E402
@@ -50,6 +53,33 @@ def overhead_rows(portal: Portal) -> list[list[object]]:
             rows.append([name, batch, f"{raw * 1e6:,.1f}", f"{ours * 1e6:,.1f}", f"{ours / raw:.3f}",
                          f"{(ours - raw) * 1e6:+.1f}"])
     return rows
+
+
+LOG_BUDGET = 1.05  # issue #7: the log may cost at most 5%
+
+
+def log_rows(home: Path, *, rounds: int) -> tuple[list[list[object]], bool]:
+    """portal.predict with the prediction log on vs an identical portal with the log off, same model."""
+    on = Portal.open(home, check=False)
+    off = Portal.open(home, check=False, monitor=False)
+    assert on.monitor is not None and off.monitor is None
+    rows, ok = [], True
+    rng = np.random.default_rng(2)
+    try:
+        for batch in (1, 64, 4096):
+            frame = {"x": rng.random((batch, 30), dtype=np.float32)}
+            t_off, t_on, ratio = paired_ratio(lambda: off.predict("mlp", frame), lambda: on.predict("mlp", frame),
+                                              rounds=rounds)
+            passed = ratio <= LOG_BUDGET
+            ok &= passed
+            rows.append([batch, f"{batch / t_off:,.0f}", f"{batch / t_on:,.0f}", f"{t_off * 1e6:,.1f}",
+                         f"{t_on * 1e6:,.1f}", f"{ratio:.3f}", "PASS" if passed else "FAIL"])
+        on.monitor.flush()
+        rows.append(["log", f"{on.monitor.written:,} rows written", f"{on.monitor.dropped:,} dropped", "", "", "", ""])
+    finally:
+        on.close()
+        off.close()
+    return rows, ok
 
 
 def cache_rows(portal: Portal) -> list[list[object]]:
@@ -125,12 +155,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--no-demo", action="store_true", help="skip the digits CNN (no torch needed)")
+    parser.add_argument("--log-only", action="store_true", help="only the prediction log on vs off comparison")
+    parser.add_argument("--log-rounds", type=int, default=15, help="interleaved rounds of the log on/off comparison")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         portal = Portal.open(home)
         features = [f"f{i}" for i in range(30)]
         _register(portal, mlp(), "mlp", feature_names=features, class_labels=["no", "yes"])
+        print("== prediction log on vs off: portal.predict throughput (mlp, same store, interleaved A/B rounds; "
+              f"ratio = median of per-round time ratios on/off, budget ≤ {LOG_BUDGET:.2f})")
+        log_table, log_ok = log_rows(home, rounds=args.log_rounds)
+        print(table(log_table, ["batch", "off rows/s", "on rows/s", "off µs", "on µs", "on/off", "≤ 5%"]))
+        print(f"prediction log overhead: {'PASS' if log_ok else 'FAIL'}\n", flush=True)
+        if args.log_only:
+            return
         if not args.no_demo:
             portal.load_demo()
         print("== portal.predict vs raw InferenceSession.run (same open session, interleaved A/B)")

@@ -182,7 +182,7 @@ class PredictionRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     error_kind: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cache_hit: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
-    sample: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    sample: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 _V1_TABLES = ("schema_info", "models", "versions", "aliases", "audit", "users", "tokens", "measurements")
