@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidInputError, PortalError
+from .errors import InvalidInputError, NotFoundError, PortalError
 
 __all__ = ["BackupInfo", "backup", "restore"]
 
@@ -74,11 +74,9 @@ def _link_blobs(store, shas: set[str], into: Path) -> set[str]:
         if target.exists():
             continue
         try:
-            os.link(store.path(sha), target)
-        except FileNotFoundError:
+            store.copy_raw(sha, target)
+        except NotFoundError:
             missing.add(sha)
-        except OSError:
-            shutil.copyfile(store.path(sha), target)
     return missing
 
 

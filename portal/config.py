@@ -46,6 +46,7 @@ class Settings:
 
     home: Path = Path("model_cache")
     db_url: str | None = None
+    blob_url: str | None = None
     max_upload_bytes: int = 2 * GIB
     cache_bytes: int = 1024 * MIB
     cache_count: int = 32
@@ -73,6 +74,7 @@ class Settings:
         settings = cls(
             home=Path(env.get("PORTAL_HOME") or "model_cache"),
             db_url=env.get("PORTAL_DB_URL") or None,
+            blob_url=env.get("PORTAL_BLOB_URL") or None,
             max_upload_bytes=_env_int(env, "PORTAL_MAX_UPLOAD_MB", 2048) * MIB,
             cache_bytes=_env_int(env, "PORTAL_CACHE_MB", 1024) * MIB,
             cache_count=_env_int(env, "PORTAL_CACHE_COUNT", 32),

@@ -92,7 +92,7 @@ class Portal:
         self.settings = settings
         self.home = settings.home
         self.home.mkdir(parents=True, exist_ok=True)
-        self.store = BlobStore(self.home, cipher=_cipher(settings))
+        self.store = BlobStore(self.home, cipher=_cipher(settings), fs=_blob_fs(settings))
         self.registry = registry or Registry.open(settings.resolved_db_url)
         self.cache = SessionCache(max_bytes=settings.cache_bytes, max_count=settings.cache_count)
         self.actor = actor or _default_actor()
@@ -648,6 +648,15 @@ class Portal:
                     reference=src.reference, actor="demo",
                 ))
         return added
+
+
+def _blob_fs(settings: Settings) -> Any:
+    """The blobs' filesystem: ``PORTAL_BLOB_URL`` (any fsspec URL) or ``PORTAL_HOME/blobs``."""
+    if not settings.blob_url:
+        return None
+    from .blobfs import from_url
+
+    return from_url(settings.blob_url)
 
 
 def _cipher(settings: Settings) -> Any:

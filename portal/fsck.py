@@ -78,7 +78,9 @@ def fsck(
     if verify:
         report.corrupted = sorted(sha for sha in referenced & present if not store.verify(sha))
     for sha in sorted(present - referenced):
-        if _age(store.path(sha), now) >= grace_seconds:
+        written = store.modified(sha)
+        # a backend that keeps no timestamps never has its orphans collected (never wrongly either)
+        if written is not None and now - written >= grace_seconds:
             report.orphans.append(sha)
     for item in sorted(store.tmp_root.iterdir()):
         grace = grace_seconds

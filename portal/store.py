@@ -2,7 +2,9 @@
 
 Layout under the root: ``blobs/sha256/ab/<hash>`` for blobs and ``tmp/`` for
 staging on the same filesystem, so a finished file is ``os.replace``d into place
-and a reader never sees a half-written blob.
+and a reader never sees a half-written blob.  The blob bytes go through a
+:class:`~portal.blobfs.BlobFS`: that directory by default, or any fsspec
+filesystem named by ``PORTAL_BLOB_URL`` (staging stays in the local ``tmp/``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from . import blobfs
 from .crypto import MAGIC, BlobCipher, IntegrityError
 from .errors import NotFoundError, PayloadTooLargeError, PortalError
 
@@ -32,15 +35,6 @@ class BlobInfo:
 
     sha256: str
     size: int
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def receive_stream(
@@ -72,32 +66,48 @@ def receive_stream(
     return BlobInfo(digest.hexdigest(), size)
 
 
-class BlobStore:
-    """Immutable sha256-addressed files under ``root`` (local filesystem)."""
+def _key(sha256: str) -> str:
+    if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        raise NotFoundError(f"not a sha256 digest: {sha256!r}")
+    return f"{sha256[:2]}/{sha256}"
 
-    def __init__(self, root: Path, *, cipher: BlobCipher | None = None) -> None:
+
+def _missing(sha256: str) -> NotFoundError:
+    return NotFoundError(f"blob {sha256[:12]} is missing from the store; run `portal fsck`")
+
+
+class BlobStore:
+    """Immutable sha256-addressed blobs; staging under ``root/tmp`` on this machine.
+
+    Args:
+        root: the store's local directory (``PORTAL_HOME``).
+        cipher: encrypt blobs at rest.
+        fs: where blob bytes live (default: ``PORTAL_BLOB_URL``'s fsspec filesystem
+            when set, else ``root/blobs/sha256`` on this machine).
+    """
+
+    def __init__(self, root: Path, *, cipher: BlobCipher | None = None, fs: blobfs.BlobFS | None = None) -> None:
         self.root = Path(root)
         self.cipher = cipher
         self.blob_root = self.root / "blobs" / "sha256"
         self.tmp_root = self.root / "tmp"
-        self.blob_root.mkdir(parents=True, exist_ok=True)
         self.tmp_root.mkdir(parents=True, exist_ok=True)
+        self.fs = fs if fs is not None else blobfs.from_env(self.blob_root)
 
     def path(self, sha256: str) -> Path:
-        """Local path of blob ``sha256`` (which may not exist)."""
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
-            raise NotFoundError(f"not a sha256 digest: {sha256!r}")
-        return self.blob_root / sha256[:2] / sha256
+        """Path of blob ``sha256`` in the local layout (which may not exist; see :meth:`local_path`)."""
+        local = self.fs.local_path(_key(sha256))
+        return Path(local) if local is not None else self.blob_root / sha256[:2] / sha256
 
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        return self.fs.isfile(_key(sha256))
 
     def open(self, sha256: str) -> BinaryIO:
         """Open blob ``sha256`` for reading."""
         try:
-            return open(self.path(sha256), "rb")
+            return self.fs.open(_key(sha256), "rb")  # type: ignore[return-value]
         except FileNotFoundError:
-            raise NotFoundError(f"blob {sha256[:12]} is missing from the store; run `portal fsck`") from None
+            raise _missing(sha256) from None
 
     def read_bytes(self, sha256: str) -> bytes:
         """The blob's content, decrypted in memory when the store is encrypted."""
@@ -115,12 +125,47 @@ class BlobStore:
         with self.open(sha256) as fh:
             return fh.read(len(MAGIC)) == MAGIC
 
+    def modified(self, sha256: str) -> float | None:
+        """When blob ``sha256`` was written (epoch seconds), or None if the backend does not say."""
+        key = _key(sha256)
+        local = self.fs.local_path(key)
+        if local is not None:
+            return os.stat(local).st_mtime
+        info = self.fs.info(key)
+        for field in ("mtime", "created", "LastModified", "last_modified", "updated"):
+            value = info.get(field)
+            if value is None:
+                continue
+            if hasattr(value, "timestamp"):
+                return float(value.timestamp())
+            with contextlib.suppress(TypeError, ValueError):
+                return float(value)
+        return None
+
+    def copy_raw(self, sha256: str, dest: Path) -> None:
+        """Copy blob ``sha256`` as stored (still encrypted on an encrypted store) to ``dest``:
+        a hard link when both are on this filesystem."""
+        local = self.fs.local_path(_key(sha256))
+        if local is not None:
+            try:
+                os.link(local, dest)
+                return
+            except FileNotFoundError:
+                raise _missing(sha256) from None
+            except OSError:
+                shutil.copyfile(local, dest)
+                return
+        with self.open(sha256) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1024 * 1024)
+
     def local_path(self, sha256: str) -> Path | None:
-        """A path holding the plaintext blob, or None when it is encrypted (use :meth:`read_bytes`)."""
-        path = self.path(sha256)
-        if not path.is_file():
-            raise NotFoundError(f"blob {sha256[:12]} is missing from the store; run `portal fsck`")
-        return None if self.is_encrypted(sha256) else path
+        """A local path holding the plaintext blob, or None when it is encrypted or not on
+        this machine's filesystem (use :meth:`read_bytes`)."""
+        key = _key(sha256)
+        if not self.fs.isfile(key):
+            raise _missing(sha256)
+        local = self.fs.local_path(key)
+        return None if local is None or self.is_encrypted(sha256) else Path(local)
 
     def put_file(self, src: Path) -> BlobInfo:
         """Copy ``src`` into the store (atomically, deduplicated) and return its info."""
@@ -147,8 +192,7 @@ class BlobStore:
         """
         if info is None:
             info = _hash_file(src)
-        final = self.path(info.sha256)
-        if final.is_file():
+        if self.exists(info.sha256):
             return info
         staged = self.tmp_root / f"blob-{uuid.uuid4().hex}.part"
         if self.cipher is not None:
@@ -173,14 +217,14 @@ class BlobStore:
         """Re-encrypt one blob with ``new_cipher`` (None: store it in plaintext), atomically."""
         plaintext = self.read_bytes(sha256)
         staged = self.tmp_root / f"blob-{uuid.uuid4().hex}.part"
-        if new_cipher is None:
-            staged.write_bytes(plaintext)
-        else:
+        try:
             with open(staged, "wb") as out:
-                out.write(new_cipher.encrypt(plaintext, sha256))
+                out.write(plaintext if new_cipher is None else new_cipher.encrypt(plaintext, sha256))
                 out.flush()
                 os.fsync(out.fileno())
-        os.replace(staged, self.path(sha256))
+            self.fs.put_file(staged, _key(sha256), move=True)
+        finally:
+            staged.unlink(missing_ok=True)
 
     def ensure(self, src: Path, info: BlobInfo) -> None:
         """Put ``src`` back if blob ``info`` vanished (see :meth:`adopt`)."""
@@ -188,8 +232,7 @@ class BlobStore:
             self.adopt(src, info)
 
     def _commit(self, tmp: Path, info: BlobInfo) -> BlobInfo:
-        final = self.path(info.sha256)
-        if final.is_file():
+        if self.exists(info.sha256):
             tmp.unlink(missing_ok=True)
             return info
         if self.cipher is not None and not _starts_with_magic(tmp):
@@ -199,30 +242,32 @@ class BlobStore:
                 self._write_encrypted(plain.read_bytes(), tmp, info.sha256)
             finally:
                 plain.unlink(missing_ok=True)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        try:
+            self.fs.put_file(tmp, _key(info.sha256), move=True)  # locally: os.replace + directory fsync
+        finally:
+            tmp.unlink(missing_ok=True)
         return info
 
     def delete(self, sha256: str) -> bool:
         """Remove a blob; return whether it existed."""
         try:
-            self.path(sha256).unlink()
+            self.fs.rm(_key(sha256))
             return True
         except FileNotFoundError:
             return False
 
     def iter_blobs(self) -> Iterator[str]:
         """Every blob digest in the store."""
-        for sub in sorted(self.blob_root.glob("??")):
-            for item in sorted(sub.iterdir()):
-                if item.is_file() and len(item.name) == 64:
-                    yield item.name
+        for key in self.fs.find():
+            sub, _, name = key.rpartition("/")
+            if len(sub) == 2 and len(name) == 64 and name.startswith(sub):
+                yield name
 
     def verify(self, sha256: str) -> bool:
         """Whether the blob's (decrypted) content still hashes to its name."""
-        if not _starts_with_magic(self.path(sha256)):
-            return _hash_file(self.path(sha256)).sha256 == sha256
+        if not self.is_encrypted(sha256):
+            with self.open(sha256) as fh:
+                return _hash_stream(fh).sha256 == sha256
         try:
             return hashlib.sha256(self.read_bytes(sha256)).hexdigest() == sha256
         except (IntegrityError, PortalError):
@@ -248,10 +293,14 @@ def _starts_with_magic(path: Path) -> bool:
 
 
 def _hash_file(path: Path) -> BlobInfo:
+    with open(path, "rb") as fh:
+        return _hash_stream(fh)
+
+
+def _hash_stream(stream: BinaryIO) -> BlobInfo:
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := stream.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
     return BlobInfo(digest.hexdigest(), size)
