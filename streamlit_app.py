@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from portal.ui import get_portal
+from portal.ui import get_portal, session
 from portal.ui.widgets import model_picker
 
 st.set_page_config(page_title="Model Portal", page_icon=":material/hub:", layout="wide")
+
+portal = get_portal()
+access = session.check(portal)  # every run: expiry, and a disabled or deleted user is signed out here
 
 pages = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -25,12 +28,21 @@ pages = [
     st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/explain.py", title="Explain", icon=":material/psychology:"),
+    st.Page("app_pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+    # listed for admins only; anyone else who opens /admin gets the page's refusal
+    st.Page("app_pages/admin.py", title="Admin", icon=":material/admin_panel_settings:",
+            visibility="visible" if access.mode == "off" or getattr(access.user, "role", "") == "admin" else "hidden"),
 ]
-page = st.navigation(pages)
+page = st.navigation(pages, position="sidebar" if access.allowed else "hidden")
 
-portal = get_portal()
+if not access.allowed:
+    session.sign_in_page(portal, first_admin=access.mode == "first-admin")
+    st.stop()
+
+scoped = session.current_portal()
 with st.sidebar:
-    model_picker(portal)
+    session.sidebar(access)
+    model_picker(scoped)
     st.caption(f"Store: `{portal.home}`")
 
 page.run()

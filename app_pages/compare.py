@@ -11,8 +11,9 @@ from portal import compare_figures, variants
 from portal.compress import CALIBRATION_METHODS, METHODS
 from portal.dataio import read_input
 from portal.errors import PortalError
-from portal.ui import get_portal
 from portal.ui.render import chart
+from portal.ui.roles import why_not
+from portal.ui.session import current_portal
 from portal.ui.widgets import flash, pick, picked_ref, show_flash, shown_errors
 
 # session-state keys of this page (widgets)
@@ -46,7 +47,7 @@ TABLE_COLUMNS: dict[str, Any] = {
     "Throughput rows/s": st.column_config.NumberColumn("Throughput rows/s", format="localized"),
 }
 
-portal = get_portal()
+portal = current_portal()
 show_flash()
 st.title("Compare compressed variants")
 st.caption("Can this model be served smaller or faster without changing its answers? Create int8, fp16, pruned "
@@ -105,8 +106,11 @@ with st.container(border=True):
     columns = label_choices(evaluation)
     label = st.selectbox("Label column (optional)", [_NONE, *columns], disabled=not columns,
                          help="Scores accuracy (or R² and MAE) against it") if columns else None
+    create_refused = why_not(portal, "upload", version)
+    if create_refused:
+        st.caption(f":material/lock: {create_refused}")
     if st.button("Create variants and compare", type="primary", icon=":material/compare_arrows:",
-                 disabled=not chosen):
+                 disabled=not chosen or bool(create_refused)):
         with st.status(f"Comparing {len(chosen)} method(s) on {version.ref} …", expanded=True) as status:
             try:
                 variants.compare(portal, version.ref, methods=chosen, data=evaluation, calibration=calibration,
@@ -188,7 +192,10 @@ if flips:
 
 st.subheader("Promote")
 choices = [m.ref for m in comparison.measurements[1:]]
-if choices:
+promote_refused = why_not(portal, "alias", version)
+if choices and promote_refused:
+    st.caption(f":material/lock: {promote_refused}")
+elif choices:
     cols = st.columns([2, 2, 1], vertical_alignment="bottom")
     target = cols[0].selectbox(
         "Variant", choices, index=choices.index(advice.best) if advice.best in choices else 0, key=PROMOTE_KEY,

@@ -6,7 +6,6 @@ import streamlit as st
 
 from portal import views
 from portal.explain import warm_up_shap
-from portal.ui import get_portal
 from portal.ui.explain_panels import (
     data_sources,
     drift_panel,
@@ -16,9 +15,10 @@ from portal.ui.explain_panels import (
     settings_panel,
     whatif_panel,
 )
+from portal.ui.session import current_portal
 from portal.ui.widgets import picked_ref, show_flash, shown_errors
 
-portal = get_portal()
+portal = current_portal()
 warm_up_shap()  # a no-op once shap is compiled; otherwise it compiles while the user looks around
 show_flash()
 st.title("Explain")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from portal import views
-from portal.ui import get_portal
+from portal.ui.audit import visible_events
+from portal.ui.roles import why_not
+from portal.ui.session import current_portal
 from portal.ui.widgets import COLUMNS, flash, listed_models, show_flash, shown_errors
 
-portal = get_portal()
+portal = current_portal()
 show_flash()
 st.title("Model Portal")
 st.caption("Upload a model, look it up, and get predictions from it, all in the browser.")
@@ -25,6 +27,7 @@ def load_demo() -> None:
 
 
 models = listed_models(portal)
+upload_refused = why_not(portal, "upload")
 if not models:
     st.info(
         "**No models yet.** Drag an `.onnx`, `.pt2`, TorchScript or `.skops` file onto **Upload**, "
@@ -33,15 +36,16 @@ if not models:
     )
     cols = st.columns([1, 1, 3])
     cols[0].page_link("app_pages/upload.py", label="Upload a model", icon=":material/upload_file:")
-    if cols[1].button("Load demo models", type="primary", icon=":material/science:"):
+    if upload_refused:
+        st.caption(upload_refused)
+    elif cols[1].button("Load demo models", type="primary", icon=":material/science:"):
         load_demo()
     st.stop()
 
-stats = portal.registry.stats()
 cols = st.columns(4)
-cols[0].metric("Models", stats["models"])
-cols[1].metric("Versions", stats["versions"])
-cols[2].metric("Aliases", stats["aliases"])
+cols[0].metric("Models", len(models))  # the models this user can see
+cols[1].metric("Versions", sum(len(m.versions) for m in models))
+cols[2].metric("Aliases", sum(len(m.aliases) for m in models))
 cols[3].metric("Stored ONNX", views.format_bytes(sum(v.size_bytes for m in models for v in m.versions)))
 
 st.subheader("Quick actions")
@@ -50,13 +54,13 @@ cols[0].page_link("app_pages/upload.py", label="Upload a model", icon=":material
 cols[1].page_link("app_pages/models.py", label="Browse models", icon=":material/inventory_2:")
 cols[2].page_link("app_pages/predict.py", label="Make predictions", icon=":material/online_prediction:")
 demo_missing = not {"breast-cancer", "diabetes", "digits", "wine"} <= {m.name for m in models}
-if demo_missing and cols[3].button("Load demo models", icon=":material/science:"):
+if demo_missing and not upload_refused and cols[3].button("Load demo models", icon=":material/science:"):
     load_demo()
 
 st.subheader("Latest uploads")
 st.dataframe(views.latest_versions(models), hide_index=True, width="stretch", column_config=COLUMNS)
 
-events = portal.registry.audit_log(limit=8)
+events = visible_events(portal.registry.audit_log(limit=200), models, everything=portal.can("admin"))[:8]
 if events:
     st.subheader("Recent activity")
     st.dataframe(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from portal import views
-from portal.ui import get_portal, keys
-from portal.ui.manage import aliases_panel, compare_panel, delete_panel, edit_panel, versions_panel
+from portal.errors import PortalError
+from portal.export import export_zip, triton_config
+from portal.ui import keys
+from portal.ui.manage import aliases_panel, compare_panel, delete_panel, edit_panel, versions_panel, visibility_panel
 from portal.ui.render import version_details, version_summary
+from portal.ui.session import current_portal
 from portal.ui.widgets import COLUMNS, listed_models, pick, picked_model, picked_ref, show_flash, shown_errors
 
-portal = get_portal()
+portal = current_portal()
 show_flash()
 st.title("Models")
 
@@ -53,6 +56,7 @@ st.header(name)
 badges = [f":blue-badge[{model.task}]"] + [f":gray-badge[{tag}]" for tag in model.tags]
 badges += [f":green-badge[@{a} → v{n}]" for a, n in model.aliases.items()]
 st.markdown(" ".join(badges))
+visibility_panel(portal, model)
 
 overview, versions, aliases, edit, compare, delete = st.tabs(
     ["Overview", f"Versions ({len(model.versions)})", "Aliases", "Edit", "Compare", "Delete"]
@@ -73,6 +77,20 @@ with overview:
             file_name=f"{version.name}-v{version.version}.onnx", mime="application/octet-stream",
             icon=":material/download:", on_click="ignore",
         )
+        cols = st.columns([1, 2], vertical_alignment="bottom")
+        fmt = cols[0].selectbox("Export for", ["Triton", "KServe"], key=f"export.format.{name}",
+                                help="A Triton model repository (config.pbtxt + model.onnx); KServe adds an "
+                                     "InferenceService manifest")
+        try:
+            triton_config(version)  # cheap: says whether Triton can serve it before anything is zipped
+        except PortalError as exc:
+            cols[1].caption(f"No {fmt} export: {exc.message}")
+        else:
+            cols[1].download_button(
+                f"Download {fmt} export", data=lambda: export_zip(portal, version.ref, fmt=fmt.lower()),
+                file_name=f"{version.name}-v{version.version}-{fmt.lower()}.zip", mime="application/zip",
+                icon=":material/deployed_code:", on_click="ignore", key=f"export.download.{name}",
+            )
     version_details(version)
 with versions:
     versions_panel(portal, model)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from portal import views
-from portal.ui import get_portal
 from portal.ui.predict_panels import batch_panel, form_panel, image_panel, tensor_panel
+from portal.ui.session import current_portal
 from portal.ui.widgets import picked_ref, show_flash, shown_errors
 
-portal = get_portal()
+portal = current_portal()
 show_flash()
 ref = picked_ref()
 if ref is None:

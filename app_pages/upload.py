@@ -6,11 +6,13 @@ import streamlit as st
 
 from portal import views
 from portal.errors import PortalError
-from portal.ui import get_portal, keys, staging
+from portal.ui import keys, staging
 from portal.ui.render import validation_report
-from portal.ui.widgets import pick, show_flash, shown_errors
+from portal.ui.roles import why_not
+from portal.ui.session import current_portal
+from portal.ui.widgets import listed_models, pick, show_flash, shown_errors
 
-portal = get_portal()
+portal = current_portal()
 show_flash()
 st.title("Upload a model")
 st.caption(
@@ -18,6 +20,11 @@ st.caption(
     f"up to {views.format_bytes(portal.settings.max_upload_bytes)}. The file is checked and converted in a "
     "sandbox before anything is registered; pickles are refused because loading one can run code."
 )
+
+refused = why_not(portal, "upload")
+if refused:
+    st.warning(refused, icon=":material/lock:")
+    st.stop()
 
 just_registered = st.session_state.pop(keys.REGISTERED, None)
 if just_registered:
@@ -66,7 +73,11 @@ st.subheader("Register")
 name, metadata = staging.registration_fields(portal, staged)
 
 cols = st.columns([1, 1, 4])
-register = cols[0].button("Register", type="primary", icon=":material/library_add:")
+existing = next((m for m in listed_models(portal) if m.name == name), None)
+name_refused = why_not(portal, "upload", existing) if existing is not None else None
+register = cols[0].button("Register", type="primary", icon=":material/library_add:", disabled=bool(name_refused))
+if name_refused:
+    cols[2].caption(f"{name_refused} Choose another name.")
 if cols[1].button("Cancel", icon=":material/delete:", help="Discard this upload"):
     staging.forget(portal)
     staging.new_uploader_key()

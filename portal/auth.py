@@ -13,6 +13,19 @@ or a deleted or disabled user, fails on the very next request.  There are no
 default users or tokens: the first admin is made on the command line
 (``portal users add NAME --role admin``, then ``portal tokens create NAME``).
 Every change is written to the audit trail in the same transaction.
+
+People also sign in to the browser portal with a password (argon2id, see
+:mod:`portal.passwords`): :meth:`Auth.sign_in` audits every attempt
+(``signin.ok`` / ``signin.fail`` with a reason, never the password) and slows
+down repeated failures using those audit rows, so the back-off holds across
+replicas.  On a store with no users, :meth:`Auth.create_first_admin` makes the
+first admin; it succeeds once, however many forms race for it.
+
+The methods that change state take ``actor``: a name (the trusted local
+operator: the CLI without a token, scripts) or a :class:`User`, whose current
+row is read in the same transaction and checked here: only an enabled admin
+manages users and other people's tokens; anyone enabled may change their own
+password and create or revoke their own tokens.
 """
 
 from __future__ import annotations
@@ -25,9 +38,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from argon2 import PasswordHasher
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -39,9 +54,22 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from .passwords import (
+    FAILURE_WINDOW,
+    THROTTLED,
+    TooManyAttemptsError,
+    check_password,
+    default_hasher,
+    retry_after,
+    shown_name,
+    verify,
+)
 from .registry import Registry
 
-__all__ = ["ACTIONS", "ROLES", "Auth", "NewToken", "TokenInfo", "User", "allowed", "require"]
+__all__ = [
+    "ACTIONS", "ROLES", "Actor", "Auth", "NewToken", "TokenInfo", "TooManyAttemptsError", "User", "allowed",
+    "require",
+]
 
 ROLES = ("viewer", "analyst", "admin")
 ACTIONS = ("read", "infer", "upload", "edit", "alias", "delete", "admin")
@@ -64,6 +92,7 @@ class User:
     role: str
     disabled: bool = False
     created_at: dt.datetime | None = None
+    has_password: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,12 +178,26 @@ def require(user: User, action: str, *, model_owner: str | None = None) -> None:
     raise PermissionDeniedError(f"{user.role} {user.name!r} may not {action}: that needs the role {needs}")
 
 
-class Auth:
-    """Users and tokens in the registry's database."""
+Actor = "str | User"
+_WRONG = "wrong user name or password"
 
-    def __init__(self, registry: Registry) -> None:
+
+class Auth:
+    """Users, passwords and tokens in the registry's database.
+
+    Args:
+        clock: the current time as a naive UTC datetime (tests pass a fake one);
+            audit rows written here and the sign-in back-off use it.
+        hasher: argon2 parameters for new hashes; a stored hash made with other
+            parameters is re-hashed at the next successful sign-in.
+    """
+
+    def __init__(self, registry: Registry, *, clock: Callable[[], dt.datetime] | None = None,
+                 hasher: PasswordHasher | None = None) -> None:
         self._registry = registry
         self.engine = registry.engine
+        self._clock = clock or utcnow
+        self._hasher = hasher or default_hasher()
         # Checked on every request, so it runs on a raw DBAPI connection in one
         # statement (no BEGIN/ROLLBACK round trips): ~20 µs instead of ~300 µs on SQLite.
         lookup = (
@@ -171,13 +214,36 @@ class Auth:
     def _write(self) -> contextlib.AbstractContextManager[Session]:
         return self._registry.write_session()
 
-    @staticmethod
-    def _audit(s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
-        s.add(AuditRow(actor=actor or "", action=action, target=target, detail=detail, ts=utcnow()))
+    def _audit(self, s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        s.add(AuditRow(actor=actor or "", action=action, target=target, detail=detail, ts=self._clock()))
+
+    def _actor(self, s: Session, actor: str | User, *, own: str | None = None,
+               what: str = "manage other users' tokens") -> str:
+        """The name to audit ``actor`` as, after checking that a :class:`User` actor may act.
+
+        A string is the trusted local operator.  A ``User`` is re-read here (a
+        disabled, deleted or demoted user is refused at once) and must be an
+        admin, or be ``own`` (the user whose password or token it is).
+
+        Raises:
+            PermissionDeniedError: the user is disabled, gone, or not allowed.
+        """
+        if not isinstance(actor, User):
+            return actor
+        row = s.get(UserRow, actor.id)
+        if row is None or row.name != actor.name:
+            raise PermissionDeniedError(f"user {actor.name!r} no longer exists")
+        if row.disabled:
+            raise PermissionDeniedError(f"user {actor.name!r} is disabled")
+        if row.role != "admin" and (own is None or own != row.name):
+            what = what if own is not None else "manage users"
+            raise PermissionDeniedError(f"{row.role} {row.name!r} may not {what}: that needs the role admin")
+        return row.name
 
     @staticmethod
     def _user(row: UserRow) -> User:
-        return User(id=row.id, name=row.name, role=row.role, disabled=bool(row.disabled), created_at=row.created_at)
+        return User(id=row.id, name=row.name, role=row.role, disabled=bool(row.disabled), created_at=row.created_at,
+                    has_password=row.password_hash is not None)
 
     @staticmethod
     def _user_row(s: Session, name: str) -> UserRow:
@@ -187,17 +253,43 @@ class Auth:
         return row
 
     # -- users ------------------------------------------------------------
-    def add_user(self, name: str, role: str, *, actor: str) -> User:
-        """Create a user with ``role`` (viewer, analyst or admin)."""
+    def add_user(self, name: str, role: str, *, actor: str | User, password: str | None = None) -> User:
+        """Create a user with ``role`` (viewer, analyst or admin), with a password to sign in with or none."""
         _check_user_name(name)
         _check_role(role)
+        digest = self._hasher.hash(check_password(name, password)) if password is not None else None
         with self._write() as s:
+            who = self._actor(s, actor)
             if s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
                 raise ConflictError(f"user {name!r} already exists")
-            row = UserRow(name=name, role=role, disabled=False)
+            row = UserRow(name=name, role=role, disabled=False, password_hash=digest)
             s.add(row)
             s.flush()
-            self._audit(s, actor, "user.create", name, {"role": role})
+            self._audit(s, who, "user.create", name, {"role": role, "password": digest is not None})
+            return self._user(row)
+
+    def has_users(self) -> bool:
+        """Whether any user exists (when none does, the portal asks for the first admin)."""
+        with Session(self.engine) as s:
+            return s.scalar(select(UserRow.id).limit(1)) is not None
+
+    def create_first_admin(self, name: str, password: str) -> User:
+        """Create the first user, an admin, on a store with no users.
+
+        Raises:
+            ConflictError: a user exists already (another form won the race).
+        """
+        _check_user_name(name)
+        digest = self._hasher.hash(check_password(name, password))
+        with self._write() as s:  # BEGIN IMMEDIATE on SQLite: one writer at a time
+            if s.bind is not None and s.bind.dialect.name == "postgresql":
+                s.execute(text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))
+            if s.scalar(select(UserRow.id).limit(1)) is not None:
+                raise ConflictError("the first admin exists already: sign in, or ask an admin for an account")
+            row = UserRow(name=name, role="admin", disabled=False, password_hash=digest)
+            s.add(row)
+            s.flush()
+            self._audit(s, name, "user.create", name, {"role": "admin", "first_admin": True, "password": True})
             return self._user(row)
 
     def get_user(self, name: str) -> User:
@@ -209,12 +301,13 @@ class Auth:
             return [self._user(r) for r in s.scalars(select(UserRow).order_by(UserRow.name)).all()]
 
     def update_user(
-        self, name: str, *, actor: str, role: str | None = None, disabled: bool | None = None
+        self, name: str, *, actor: str | User, role: str | None = None, disabled: bool | None = None
     ) -> User:
         """Change a user's role or disable/enable them; the last active admin stays."""
         if role is not None:
             _check_role(role)
         with self._write() as s:
+            actor = self._actor(s, actor)
             row = self._user_row(s, name)
             was_admin = row.role == "admin" and not row.disabled
             changed: dict[str, Any] = {}
@@ -231,9 +324,10 @@ class Auth:
                 self._audit(s, actor, "user.update", name, changed)
             return self._user(row)
 
-    def delete_user(self, name: str, *, actor: str) -> None:
+    def delete_user(self, name: str, *, actor: str | User) -> None:
         """Delete a user and their tokens; the last active admin stays."""
         with self._write() as s:
+            actor = self._actor(s, actor)
             row = self._user_row(s, name)
             was_admin = row.role == "admin" and not row.disabled
             tokens = s.scalar(select(func.count()).select_from(TokenRow).where(TokenRow.user_id == row.id))
@@ -254,14 +348,96 @@ class Auth:
                 f"refused: {name!r} is the last active admin; make another admin first"
             )
 
+    # -- passwords and sign-in ----------------------------------------------
+    def set_password(self, name: str, password: str, *, actor: str | User,
+                     current_password: str | None = None) -> None:
+        """Set ``name``'s password: an admin for anyone; a user for themselves, given their current one.
+
+        Raises:
+            InvalidInputError: the new password breaks a rule.
+            PermissionDeniedError: not an admin, not the user, or the current password is wrong.
+        """
+        check_password(name, password)
+        digest = self._hasher.hash(password)
+        with self._write() as s:
+            who = self._actor(s, actor, own=name, what="change other users' passwords")
+            row = self._user_row(s, name)
+            admin = not isinstance(actor, User) or s.get(UserRow, actor.id).role == "admin"  # type: ignore[union-attr]
+            if not admin and not verify(self._hasher, row.password_hash, current_password or ""):
+                raise PermissionDeniedError("the current password is wrong; the password was not changed")
+            row.password_hash = digest
+            self._audit(s, who, "user.password", name, {"by": "self" if who == name else "admin"})
+
+    def sign_in(self, name: str, password: str, *, source: str = "ui") -> User:
+        """The user ``name`` if ``password`` is theirs; every attempt is audited.
+
+        Raises:
+            TooManyAttemptsError: too many recent failures for ``name`` (checked first).
+            AuthenticationError: wrong name or password, or a disabled user.
+        """
+        shown = shown_name(name)
+        if not isinstance(name, str) or not _USER_NAME.fullmatch(name):
+            self._failed(shown, "invalid user name", source)
+            raise AuthenticationError(_WRONG)
+        wait = self._retry_after(name)
+        if wait > 0:
+            self._failed(name, THROTTLED, source)
+            seconds = int(wait) + (wait % 1 > 0)
+            raise TooManyAttemptsError(f"too many failed sign-ins for {name}; try again in {seconds} s",
+                                       retry_after=seconds)
+        with Session(self.engine) as s:
+            row = s.scalar(select(UserRow).where(UserRow.name == name))
+            stored = row.password_hash if row is not None else None
+        too_long = not isinstance(password, str) or len(password) > 1024
+        if too_long or not verify(self._hasher, stored, "" if too_long else password):
+            reason = "unknown user" if row is None else "no password set" if stored is None else "wrong password"
+            self._failed(name, reason, source)
+            raise AuthenticationError(_WRONG)
+        assert row is not None and stored is not None
+        if row.disabled:
+            self._failed(name, "disabled", source)
+            raise AuthenticationError(f"the account {name} is disabled; ask an admin to enable it")
+        self._signed_in(row.id, name, stored, password, source)
+        return self._user(row)
+
+    def record_sign_out(self, name: str, *, reason: str = "signed out", source: str = "ui") -> None:
+        """Audit the end of a session (sign-out, expiry, a disabled account)."""
+        with self._write() as s:
+            self._audit(s, name, "signout", name, {"reason": reason, "source": source})
+
+    def _retry_after(self, name: str) -> float:
+        since = self._clock() - FAILURE_WINDOW
+        query = (
+            select(AuditRow.action, AuditRow.ts, AuditRow.detail)
+            .where(AuditRow.target == name, AuditRow.action.in_(("signin.fail", "signin.ok")), AuditRow.ts >= since)
+            .order_by(AuditRow.id.desc()).limit(64)
+        )
+        with Session(self.engine) as s:
+            events = [(a, _as_datetime(ts), d) for a, ts, d in s.execute(query).all()]
+        return retry_after(events, self._clock())  # type: ignore[arg-type]
+
+    def _failed(self, target: str, reason: str, source: str) -> None:
+        with self._write() as s:
+            self._audit(s, target, "signin.fail", target, {"reason": reason, "source": source})
+
+    def _signed_in(self, user_id: int, name: str, stored: str, password: str, source: str) -> None:
+        rehash = self._hasher.check_needs_rehash(stored)
+        digest = self._hasher.hash(password) if rehash else None
+        with self._write() as s:
+            if digest is not None:
+                s.execute(update(UserRow).where(UserRow.id == user_id, UserRow.password_hash == stored)
+                          .values(password_hash=digest))
+            self._audit(s, name, "signin.ok", name, {"source": source, "rehashed": rehash})
+
     # -- tokens -----------------------------------------------------------
-    def create_token(self, user: str, *, actor: str, label: str = "") -> NewToken:
+    def create_token(self, user: str, *, actor: str | User, label: str = "") -> NewToken:
         """Create a token for ``user``; the secret is in the result and nowhere else."""
         label = (label or "").strip()
         if len(label) > 64 or any(ord(c) < 32 for c in label):
             raise InvalidInputError("invalid token label: at most 64 printable characters")
         secret = _TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._write() as s:
+            actor = self._actor(s, actor, own=user)
             owner = self._user_row(s, user)
             row = TokenRow(user_id=owner.id, name=label, token_hash=_hash(secret), prefix=secret[:12])
             s.add(row)
@@ -285,13 +461,14 @@ class Auth:
         with Session(self.engine) as s:
             return [self._token(row, name) for row, name in s.execute(query).all()]
 
-    def revoke_token(self, token_id: int, *, actor: str) -> TokenInfo:
+    def revoke_token(self, token_id: int, *, actor: str | User) -> TokenInfo:
         """Revoke a token; requests made with it fail from now on."""
         with self._write() as s:
             row = s.get(TokenRow, token_id) if isinstance(token_id, int) and 0 < token_id < 2**63 else None
             if row is None:
                 raise NotFoundError(f"no token with id {token_id}; `portal tokens list` shows them")
             owner = s.get(UserRow, row.user_id)
+            actor = self._actor(s, actor, own=owner.name if owner else None)
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 s.flush()

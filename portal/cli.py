@@ -24,10 +24,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
+_TOKEN: dict[str, str | None] = {"token": None}
+
+
+@app.callback()
+def _global_options(
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="PORTAL_TOKEN", show_envvar=True,
+        help="Act as the user of this API token: their role, ownership and visibility rules apply "
+             "(without it the CLI is the local operator of the store, allowed everything).",
+    )] = None,
+) -> None:
+    """Model Portal: register, serve and inspect ONNX models."""
+    _TOKEN["token"] = token
+
+
 def _portal() -> Any:
+    """The portal, acting for the ``--token`` user if one was given (predictions logged as 'cli')."""
+    from .auth import Auth
     from .core import Portal
 
-    return Portal.open(settings=Settings.from_env())
+    portal = Portal.open(settings=Settings.from_env())
+    token = _TOKEN["token"]
+    user = Auth(portal.registry).authenticate(token) if token else None
+    return portal.as_user(user, source="cli")
 
 
 def _fail(message: str) -> None:
@@ -371,12 +391,30 @@ def serve(
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (each with its own session cache)")] = 1,
     batch: Annotated[list[str] | None, typer.Option("--batch", help="Model to batch adaptively (repeatable)")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Serve as a Ray Serve application, models multiplexed across replicas")] = False,
+    replicas: Annotated[int | None, typer.Option(help="--ray: model-server replicas (PORTAL_RAY_REPLICAS, default 1)")] = None,
+    min_replicas: Annotated[int | None, typer.Option(help="--ray: autoscale, at least this many (PORTAL_RAY_MIN_REPLICAS)")] = None,
+    max_replicas: Annotated[int | None, typer.Option(help="--ray: autoscale, at most this many (PORTAL_RAY_MAX_REPLICAS)")] = None,
+    target_ongoing_requests: Annotated[float | None, typer.Option(help="--ray: autoscale to keep this many requests per replica (PORTAL_RAY_TARGET_ONGOING_REQUESTS)")] = None,
+    models_per_replica: Annotated[int | None, typer.Option(help="--ray: models each replica keeps loaded (PORTAL_RAY_MODELS_PER_REPLICA, default 4)")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="--ray: CPUs of the local Ray (PORTAL_RAY_NUM_CPUS, default all)")] = None,
 ) -> None:
     """Serve every registered model over the REST API (OIP v2 + management), docs at /docs."""
     import os
 
     import uvicorn
 
+    if ray:
+        from . import serve_ray
+
+        try:
+            serve_ray.serve_cli(host=host, port=port, batch=batch, replicas=replicas, min_replicas=min_replicas,
+                                max_replicas=max_replicas, target_ongoing_requests=target_ongoing_requests,
+                                models_per_replica=models_per_replica, num_cpus=num_cpus,
+                                announce=lambda text: typer.echo(text, err=True))
+        except ValueError as exc:
+            _fail(str(exc))
+        return
     if workers < 1:
         _fail("--workers must be at least 1")
     if batch:
@@ -397,11 +435,20 @@ def _user_text(users: list[Any]) -> str:
                      [f"{u.name:<{width}}  {u.role:<7}  {'disabled' if u.disabled else 'active'}" for u in users])
 
 
-def _auth() -> tuple[Any, str]:
+def _auth() -> tuple[Any, Any]:
+    """The user store, and who acts: the ``--token`` user (checked by the library) or the local operator."""
     from .auth import Auth
 
     portal = _portal()
-    return Auth(portal.registry), portal.actor
+    return Auth(portal.registry), portal.user or portal.actor
+
+
+def _read_password(name: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        _fail("no terminal to ask for the password; pipe it in with --password-stdin")
+    return str(typer.prompt(f"new password for {name}", hide_input=True, confirmation_prompt=True))
 
 
 @users_app.command("add")
@@ -424,6 +471,40 @@ def users_list(as_json: JsonOpt = False) -> None:
     users = _auth()[0].list_users()
     _emit([{"name": u.name, "role": u.role, "disabled": u.disabled} for u in users], as_json,
           lambda: _user_text(users))
+
+
+@users_app.command("passwd")
+@handles_errors
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="User name")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the new password from stdin")] = False,
+) -> None:
+    """Set a user's password for the browser portal (asked twice on a terminal; never an argument)."""
+    auth, actor = _auth()
+    password = _read_password(name, password_stdin)
+    current = None
+    if not isinstance(actor, str) and actor.role != "admin":  # a user changing their own password
+        current = str(typer.prompt("current password", hide_input=True)) if sys.stdin.isatty() else None
+    auth.set_password(name, password, actor=actor, current_password=current)
+    typer.echo(f"password of {name} set")
+
+
+@users_app.command("update")
+@handles_errors
+def users_update(
+    name: Annotated[str, typer.Argument(help="User name")],
+    role: Annotated[str | None, typer.Option(help="New role: viewer, analyst or admin")] = None,
+    disable: Annotated[bool, typer.Option("--disable", help="Disable: signed out at the next click, tokens refused")] = False,
+    enable: Annotated[bool, typer.Option("--enable", help="Enable a disabled user")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a user's role, or disable or enable them."""
+    if disable and enable:
+        _fail("give --disable or --enable, not both")
+    auth, actor = _auth()
+    user = auth.update_user(name, role=role, disabled=True if disable else False if enable else None, actor=actor)
+    _emit({"name": user.name, "role": user.role, "disabled": user.disabled}, as_json,
+          lambda: f"{user.name}: {user.role}, {'disabled' if user.disabled else 'active'}")
 
 
 @users_app.command("delete")
@@ -631,6 +712,49 @@ def explain(
         _write_explanation(result, output, target)
     text = (lambda: result.describe(target)) if hasattr(result, "select") else result.describe
     _emit(data, as_json, lambda: text() + (f"\nwrote {output}" if output is not None else ""))
+
+
+# -- monitoring commands (monitor summary, monitor prune) ----------------------
+monitor_app = typer.Typer(no_args_is_help=True, help="The prediction log: traffic, latency, errors, input drift.")
+app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("summary")
+@handles_errors
+def monitor_summary(
+    ref: Annotated[str, typer.Argument(help="name (latest version), name:3 or name@alias")],
+    since: Annotated[str, typer.Option(help="Window up to now: 1h, 24h, 7d, 30d, 90m, ... or a UTC date/time")] = "24h",
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Traffic of every version of the model")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Requests, rows, latency p50/p95, errors, cache hit ratio and input drift (PSI) of a model version."""
+    from . import monitor
+    from .monitor_drift import input_drift
+
+    p = _portal()
+    version = p.get(ref)
+    window = monitor.TimeRange.parse(since, now=monitor.now(p))
+    summary = monitor.summarize(p, version.name, None if all_versions else version.version, window)
+    drift = input_drift(p, version.ref, window)
+    _emit({**summary.to_dict(), "drift": drift.to_dict()}, as_json,
+          lambda: summary.describe() + "\n" + drift.describe())
+
+
+@monitor_app.command("prune")
+@handles_errors
+def monitor_prune(
+    older_than_days: Annotated[float | None, typer.Option(
+        "--older-than-days", help="Delete rows older than this (default: PORTAL_LOG_RETENTION_DAYS, 30)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete old rows of the prediction log (the portal also prunes past the retention once an hour)."""
+    from .monitor import prune_log
+
+    p = _portal()
+    days = p.settings.log_retention_days if older_than_days is None else older_than_days
+    deleted = prune_log(p, older_than_days=days)
+    _emit({"deleted": deleted, "older_than_days": days}, as_json,
+          lambda: f"deleted {deleted:,} prediction log row(s) older than {days:g} day(s)")
 
 
 def main() -> None:

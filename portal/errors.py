@@ -34,6 +34,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PortalError",
+    "TooManyAttemptsError",
     "SandboxError",
     "UnsupportedFormatError",
 ]
@@ -79,6 +80,16 @@ class AuthenticationError(PortalError):
     """No valid credentials were given."""
 
     status = 401
+
+
+class TooManyAttemptsError(AuthenticationError):
+    """Too many failed sign-ins for one name: wait ``retry_after`` seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermissionDeniedError(PortalError, PermissionError):

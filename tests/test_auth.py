@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from portal import Portal
 from portal.auth import Auth, User, allowed, require
+from portal.db import UserRow
 from portal.errors import (
     AuthenticationError,
     ConflictError,
@@ -223,3 +227,249 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path):
     result = _cli(tmp_path, "users", "add", "x y", "--role", "admin")
     assert result.exit_code == 1 and "invalid user name" in result.output and "Traceback" not in result.output
     assert _cli(tmp_path, "tokens", "create", "ghost").exit_code == 1
+
+
+# -- passwords and sign-in -------------------------------------------------------------
+from argon2 import PasswordHasher  # noqa: E402
+
+from portal.auth import TooManyAttemptsError  # noqa: E402
+
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+PW = "correct horse"
+
+
+class Clock:
+    """A fake UTC clock that tests move forward."""
+
+    def __init__(self) -> None:
+        import datetime as dt
+
+        self.now = dt.datetime(2026, 1, 1, 12, 0, 0)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        import datetime as dt
+
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture()
+def clock():
+    return Clock()
+
+
+@pytest.fixture()
+def users(portal, clock):
+    return Auth(portal.registry, clock=clock, hasher=FAST)
+
+
+def test_sign_in_checks_the_password_and_stores_only_an_argon2_hash(users, portal):
+    users.add_user("ana", "analyst", actor="root", password=PW)
+    assert users.sign_in("ana", PW).name == "ana"
+    with pytest.raises(AuthenticationError, match="^wrong user name or password$"):
+        users.sign_in("ana", PW + "!")
+    db = sqlite3.connect(portal.home / "portal.db")
+    dump = "\n".join(db.iterdump())
+    db.close()
+    assert PW not in dump and "$argon2id$" in dump
+
+
+@pytest.mark.parametrize(("password", "message"), [
+    ("short", "too short"), ("x" * 1025, "too long"), ("Ana-Analyst", "must not be the user name"), ("", "too short"),
+])
+def test_password_rules(users, password, message):
+    with pytest.raises(InvalidInputError, match=message):
+        users.add_user("Ana-Analyst", "analyst", actor="root", password=password)
+    assert users.list_users() == []
+
+
+@pytest.mark.parametrize("name", ["", "x" * 100_000, "a\x00b", "a\nb", "a\u202eb"])
+def test_sign_in_with_a_bad_name_fails_like_a_wrong_password(users, portal, name):
+    with pytest.raises(AuthenticationError, match="^wrong user name or password$"):
+        users.sign_in(name, PW)
+    (event,) = portal.registry.audit_log(action="signin.fail")
+    assert len(event.target) <= 64 and event.target.isprintable() and event.detail["reason"] == "invalid user name"
+
+
+def test_every_attempt_is_audited_with_a_reason_never_the_password(users, portal):
+    users.add_user("ana", "analyst", actor="root", password=PW)
+    users.add_user("api", "viewer", actor="root")
+    for name, password in [("ghost", "guess one"), ("ana", "guess two"), ("api", "guess three"), ("ana", PW)]:
+        with contextlib.suppress(AuthenticationError):
+            users.sign_in(name, password)
+    events = [(e.action, e.target, e.detail.get("reason")) for e in reversed(portal.registry.audit_log())]
+    assert events[-4:] == [("signin.fail", "ghost", "unknown user"), ("signin.fail", "ana", "wrong password"),
+                           ("signin.fail", "api", "no password set"), ("signin.ok", "ana", None)]
+    assert not any(g in str(e.detail) for e in portal.registry.audit_log() for g in ("guess", PW))
+
+
+def test_failures_back_off_exponentially_and_a_success_resets(users, clock):
+    users.add_user("ana", "analyst", actor="root", password=PW)
+    waits = []
+    for _ in range(6):
+        try:
+            users.sign_in("ana", "wrong password")
+        except TooManyAttemptsError as exc:
+            waits.append(exc.retry_after)
+            clock.advance(exc.retry_after)
+            with pytest.raises(AuthenticationError):
+                users.sign_in("ana", "wrong password")
+        except AuthenticationError:
+            waits.append(0)
+    assert waits == [0, 0, 0, 2, 4, 8]
+    with pytest.raises(TooManyAttemptsError, match="too many failed sign-ins for ana; try again in 16 s"):
+        users.sign_in("ana", PW)  # refused before the password is even checked
+    clock.advance(16)
+    assert users.sign_in("ana", PW).name == "ana"
+    with pytest.raises(AuthenticationError) as caught:
+        users.sign_in("ana", "wrong password")
+    assert not isinstance(caught.value, TooManyAttemptsError)
+
+
+def test_the_back_off_is_shared_by_every_replica(portal, clock):
+    Auth(portal.registry, clock=clock, hasher=FAST).add_user("ana", "analyst", actor="root", password=PW)
+    for _ in range(3):
+        with pytest.raises(AuthenticationError):
+            Auth(portal.registry, clock=clock, hasher=FAST).sign_in("ana", "wrong password")  # a fresh "replica"
+    other = Portal.open(portal.home)
+    try:
+        with pytest.raises(TooManyAttemptsError):
+            Auth(other.registry, clock=clock, hasher=FAST).sign_in("ana", PW)
+    finally:
+        other.close()
+
+
+def test_old_failures_are_forgotten(users, clock):
+    users.add_user("ana", "analyst", actor="root", password=PW)
+    for _ in range(5):
+        with contextlib.suppress(AuthenticationError):
+            users.sign_in("ana", "wrong password")
+        clock.advance(120)
+    clock.advance(3600)
+    assert users.sign_in("ana", PW).name == "ana"
+
+
+def test_a_disabled_user_cannot_sign_in(users):
+    users.add_user("boss", "admin", actor="root", password=PW)
+    users.add_user("ana", "analyst", actor="root", password=PW)
+    users.update_user("ana", disabled=True, actor="boss")
+    with pytest.raises(AuthenticationError, match="the account ana is disabled"):
+        users.sign_in("ana", PW)
+
+
+def test_a_hash_with_old_parameters_is_rehashed_at_sign_in(portal, clock):
+    Auth(portal.registry, clock=clock, hasher=FAST).add_user("ana", "analyst", actor="root", password=PW)
+    stronger = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1)
+    Auth(portal.registry, clock=clock, hasher=stronger).sign_in("ana", PW)
+    with Session(portal.registry.engine) as s:
+        stored = s.scalar(select(UserRow.password_hash).where(UserRow.name == "ana"))
+    assert "m=2048,t=2,p=1" in stored and not stronger.check_needs_rehash(stored)
+    assert Auth(portal.registry, clock=clock, hasher=stronger).sign_in("ana", PW).name == "ana"
+
+
+def test_first_admin_only_on_an_empty_store_and_only_once_under_a_race(portal):
+    import threading
+
+    barrier = threading.Barrier(4)
+    won, lost = [], []
+
+    def attempt(i: int) -> None:
+        store = Auth(portal.registry, hasher=FAST)
+        barrier.wait()
+        try:
+            won.append(store.create_first_admin(f"admin{i}", PW))
+        except ConflictError as exc:
+            lost.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(lost) == 3 and "first admin exists already" in str(lost[0])
+    store = Auth(portal.registry, hasher=FAST)
+    assert [(u.name, u.role) for u in store.list_users()] == [(won[0].name, "admin")]
+    assert store.sign_in(won[0].name, PW).role == "admin"
+
+
+def _people(users):
+    users.add_user("boss", "admin", actor="root", password=PW)
+    users.add_user("ana", "analyst", actor="root", password=PW)
+    users.add_user("bob", "viewer", actor="root", password=PW)
+    return {u.name: u for u in users.list_users()}
+
+
+def test_only_an_enabled_admin_manages_users(users, portal):
+    people = _people(users)
+    for who in ("ana", "bob"):
+        with pytest.raises(PermissionDeniedError, match="may not manage users: that needs the role admin"):
+            users.add_user("eve", "admin", actor=people[who])
+        with pytest.raises(PermissionDeniedError):
+            users.update_user("boss", role="viewer", actor=people[who])
+        with pytest.raises(PermissionDeniedError):
+            users.delete_user("boss", actor=people[who])
+    users.add_user("eve", "viewer", actor=people["boss"])
+    assert portal.registry.audit_log(target="eve")[0].actor == "boss"
+    users.add_user("boss2", "admin", actor=people["boss"])
+    users.update_user("boss", disabled=True, actor="root")
+    with pytest.raises(PermissionDeniedError, match="'boss' is disabled"):  # a stale User object is re-read
+        users.add_user("mallory", "admin", actor=people["boss"])
+
+
+def test_users_manage_their_own_password_and_tokens_only(users):
+    people = _people(users)
+    ana, bob = people["ana"], people["bob"]
+    with pytest.raises(PermissionDeniedError, match="current password is wrong"):
+        users.set_password("ana", "a brand new one", actor=ana, current_password="nope")
+    users.set_password("ana", "a brand new one", actor=ana, current_password=PW)
+    assert users.sign_in("ana", "a brand new one").name == "ana"
+    with pytest.raises(PermissionDeniedError, match="may not change other users' passwords"):
+        users.set_password("bob", "a brand new one", actor=ana)
+    users.set_password("bob", "reset by boss", actor=people["boss"])  # an admin resets without the old one
+    mine = users.create_token("bob", actor=bob, label="mine")
+    with pytest.raises(PermissionDeniedError, match="may not manage other users' tokens"):
+        users.create_token("ana", actor=bob)
+    with pytest.raises(PermissionDeniedError, match="may not manage other users' tokens"):
+        users.revoke_token(mine.info.id, actor=ana)
+    users.revoke_token(mine.info.id, actor=bob)
+    with pytest.raises(AuthenticationError, match="revoked"):  # a token used after revocation
+        users.authenticate(mine.secret)
+
+
+def test_a_deleted_user_object_can_do_nothing(users):
+    people = _people(users)
+    users.delete_user("ana", actor="root")
+    with pytest.raises(PermissionDeniedError, match="no longer exists"):
+        users.create_token("ana", actor=people["ana"])
+
+
+def test_cli_sets_a_password_from_stdin_and_updates_a_user(tmp_path):
+    from typer.testing import CliRunner
+
+    from portal.cli import app
+
+    env = {"PORTAL_HOME": str(tmp_path / "cli-home")}
+    runner = CliRunner()
+    assert runner.invoke(app, ["users", "add", "boss", "--role", "admin"], env=env).exit_code == 0
+    assert runner.invoke(app, ["users", "add", "ana", "--role", "viewer"], env=env).exit_code == 0
+    done = runner.invoke(app, ["users", "passwd", "ana", "--password-stdin"], input="correct horse\n", env=env)
+    assert done.exit_code == 0 and "correct horse" not in done.output
+    short = runner.invoke(app, ["users", "passwd", "ana", "--password-stdin"], input="short\n", env=env)
+    assert short.exit_code == 1 and "too short" in short.output
+    updated = runner.invoke(app, ["users", "update", "ana", "--role", "analyst", "--disable", "--json"], env=env)
+    assert updated.exit_code == 0 and '"disabled": true' in updated.output
+    token = runner.invoke(app, ["tokens", "create", "ana", "--json"], env=env)
+    import json
+
+    as_ana = {**env, "PORTAL_TOKEN": json.loads(token.output)["token"]}
+    runner.invoke(app, ["users", "update", "ana", "--enable"], env=env)
+    refused = runner.invoke(app, ["users", "update", "boss", "--role", "viewer"], env=as_ana)
+    assert refused.exit_code == 1 and "may not manage users" in refused.output
+    p = Portal.open(tmp_path / "cli-home")
+    try:
+        user = Auth(p.registry).sign_in("ana", "correct horse")
+        assert (user.role, user.disabled) == ("analyst", False)
+    finally:
+        p.close()

@@ -101,8 +101,10 @@ def elements_of_type(at: AppTest, kind: str) -> list[Any]:
 
 
 # -- stores ------------------------------------------------------------------------
-def _use_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _use_home(home: Path, monkeypatch: pytest.MonkeyPatch, *, auth: str = "off") -> None:
+    """Point the app at ``home``; tests not about accounts run in single-user mode (PORTAL_AUTH=off)."""
     monkeypatch.setenv("PORTAL_HOME", str(home))
+    monkeypatch.setenv("PORTAL_AUTH", auth)
     st.cache_resource.clear()
 
 
@@ -152,3 +154,59 @@ def demo_home(demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     _use_home(home, monkeypatch)
     yield home
     st.cache_resource.clear()
+
+
+# -- accounts ------------------------------------------------------------------------
+FAST_HASHER = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+
+@pytest.fixture
+def accounts_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """PORTAL_HOME at a new, empty store with sign-in on (PORTAL_AUTH=on) and cheap argon2 parameters."""
+    from argon2 import PasswordHasher
+
+    import portal.auth
+
+    monkeypatch.setattr(portal.auth, "default_hasher", lambda: PasswordHasher(**FAST_HASHER))
+    home = tmp_path / "home"
+    home.mkdir()
+    _use_home(home, monkeypatch, auth="on")
+    yield home
+    st.cache_resource.clear()
+
+
+def make_user(home: Path, name: str, role: str, *, password: str | None = "correct horse") -> Any:
+    """Create user ``name`` (with ``password``) in the store at ``home``; return the ``User``."""
+    from portal import Portal
+    from portal.auth import Auth
+
+    p = Portal.open(home)
+    try:
+        return Auth(p.registry).add_user(name, role, actor="tests", password=password)
+    finally:
+        p.close()
+
+
+def signed_in_app(user: Any, page: str | None = None, *, timeout: float = 120) -> AppTest:
+    """The app with ``user`` already signed in (the session state the sign-in form leaves behind)."""
+    import time
+
+    from portal.ui import keys
+    from portal.ui.session import SignedIn
+
+    at = AppTest.from_file(str(APP), default_timeout=timeout)
+    now = time.time()
+    at.session_state[keys.SIGNED_IN] = SignedIn(user.id, user.name, now, now, user.created_at)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def sign_in(at: AppTest, name: str, password: str) -> AppTest:
+    """Fill in and submit the sign-in form."""
+    at.text_input(key="auth.name").set_value(name)
+    at.text_input(key="auth.password").set_value(password)
+    button(at, "Sign in").click()
+    return at.run()

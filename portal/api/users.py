@@ -67,21 +67,21 @@ def list_users(request: Request) -> list[dict[str, Any]]:
 def add_user(body: NewUser, request: Request) -> dict[str, Any]:
     ctx = context(request)
     admin = ctx.allow(request, "admin")
-    return _user_json(ctx.auth.add_user(body.name, body.role, actor=admin.name))
+    return _user_json(ctx.auth.add_user(body.name, body.role, actor=admin))
 
 
 @router.patch("/users/{name}", summary="Change a user's role, or disable or enable them")
 def edit_user(name: str, body: UserEdit, request: Request) -> dict[str, Any]:
     ctx = context(request)
     admin = ctx.allow(request, "admin")
-    return _user_json(ctx.auth.update_user(name, role=body.role, disabled=body.disabled, actor=admin.name))
+    return _user_json(ctx.auth.update_user(name, role=body.role, disabled=body.disabled, actor=admin))
 
 
 @router.delete("/users/{name}", summary="Delete a user and their tokens")
 def delete_user(name: str, request: Request) -> dict[str, Any]:
     ctx = context(request)
     admin = ctx.allow(request, "admin")
-    ctx.auth.delete_user(name, actor=admin.name)
+    ctx.auth.delete_user(name, actor=admin)
     return {"deleted": name}
 
 
@@ -100,7 +100,7 @@ def list_tokens(
 def create_token(body: NewTokenRequest, request: Request) -> dict[str, Any]:
     ctx = context(request)
     admin = ctx.allow(request, "admin")
-    new = ctx.auth.create_token(body.user, label=body.label, actor=admin.name)
+    new = ctx.auth.create_token(body.user, label=body.label, actor=admin)
     return {**_token_json(new.info), "token": new.secret}
 
 
@@ -108,7 +108,7 @@ def create_token(body: NewTokenRequest, request: Request) -> dict[str, Any]:
 def revoke_token(token_id: int, request: Request) -> dict[str, Any]:
     ctx = context(request)
     admin = ctx.allow(request, "admin")
-    return _token_json(ctx.auth.revoke_token(token_id, actor=admin.name))
+    return _token_json(ctx.auth.revoke_token(token_id, actor=admin))
 
 
 @router.get("/audit", summary="The audit trail, newest first")

@@ -27,3 +27,9 @@ FORM_PREFIX = "predict.form."  # + "<ref>.<column>": one form field
 FORM_RESULT = "predict.form.result"  # (ref, Prediction, result frame)
 BATCH_RESULT = "predict.batch.result"  # (ref, file token, joined frame, latency, rows)
 IMAGE_RESULT = "predict.image.result"  # (ref, file tokens, result frame, latency)
+
+# accounts (portal.ui.session)
+SIGNED_IN = "auth.signed_in"  # SignedIn of this browser session, checked on every run
+USER = "auth.user"  # the User this run acts for (None: nobody signed in, or PORTAL_AUTH=off)
+AUTH_NOTICE = "auth.notice"  # why the session ended, shown once on the sign-in form
+NEW_SECRET = "admin.new_secret"  # (user, token id, secret) of a token just created: shown once

@@ -11,9 +11,10 @@ from ..core import Portal
 from ..refs import ModelRef
 from ..registry import TASKS, ModelSummary, ModelVersion
 from .render import chart
+from .roles import why_not
 from .widgets import COLUMNS, flash, pick, shown_errors
 
-__all__ = ["aliases_panel", "compare_panel", "delete_panel", "edit_panel", "versions_panel"]
+__all__ = ["aliases_panel", "compare_panel", "delete_panel", "edit_panel", "versions_panel", "visibility_panel"]
 
 _KEEP = "keep"
 _REMOVE = "remove"
@@ -37,13 +38,15 @@ def versions_panel(portal: Portal, model: ModelSummary) -> None:
                                        icon=":material/call_split:")
 
 
-def _alias_row(portal: Portal, model: ModelSummary, alias: str, number: int) -> None:
+def _alias_row(portal: Portal, model: ModelSummary, alias: str, number: int, *, editable: bool) -> None:
     """One alias: where it points, a rollback to where it pointed before, and removal."""
     events = portal.registry.audit_log(action="alias.set", target=f"{model.name}@{alias}", limit=1)
     previous = views.previous_alias_target(events)
     can_roll_back = previous is not None and previous != number and previous in {v.version for v in model.versions}
     cols = st.columns([2, 2, 2, 4], vertical_alignment="center")
     cols[0].markdown(f"**@{alias}** → v{number}")
+    if not editable:
+        return
     if can_roll_back and cols[1].button(f"Roll back to v{previous}", key=f"rollback.{alias}", icon=":material/undo:"):
         with shown_errors(stop=True):
             portal.set_alias(f"{model.name}:{previous}", alias)
@@ -59,10 +62,14 @@ def _alias_row(portal: Portal, model: ModelSummary, alias: str, number: int) -> 
 def aliases_panel(portal: Portal, model: ModelSummary) -> None:
     """Point an alias at a version (promote), move it back (rollback) or remove it."""
     numbers = [v.version for v in model.versions]
+    refused = why_not(portal, "alias", model)
     for alias, number in model.aliases.items():
-        _alias_row(portal, model, alias, number)
+        _alias_row(portal, model, alias, number, editable=refused is None)
     if not model.aliases:
         st.caption("No aliases yet. An alias such as `production` gives callers a stable name to use.")
+    if refused:
+        st.caption(f":material/lock: {refused}")
+        return
     st.markdown("**Point an alias at a version**")
     with st.form(f"alias.{model.name}", border=False):
         cols = st.columns([2, 2, 1], vertical_alignment="bottom")
@@ -78,6 +85,10 @@ def aliases_panel(portal: Portal, model: ModelSummary) -> None:
 
 def edit_panel(portal: Portal, model: ModelSummary, version: ModelVersion) -> None:
     """Edit the model's card, tags and task, and the version's names."""
+    refused = why_not(portal, "edit", model)
+    if refused:
+        st.caption(f":material/lock: {refused}")
+        return
     with st.form(f"edit.{version.ref}"):
         description = st.text_area("Description (markdown model card)", value=model.description, height=220)
         cols = st.columns(2)
@@ -97,6 +108,25 @@ def edit_panel(portal: Portal, model: ModelSummary, version: ModelVersion) -> No
             portal.update_version(version.ref, feature_names=feature_names, class_labels=class_labels,
                                   notes=notes.strip() or None)
         flash(f"Saved the changes to {model.name} and {version.ref}.")
+        st.rerun()
+
+
+def visibility_panel(portal: Portal, model: ModelSummary) -> None:
+    """Owner and visibility of the model; its owner or an admin switches private/shared."""
+    private = model.visibility == "private"
+    text = ("private: only its owner and admins see it" if private
+            else "shared with everyone signed in")
+    cols = st.columns([4, 2], vertical_alignment="center")
+    cols[0].markdown(f":material/person: Owner **{model.owner or 'nobody'}** · "
+                     f"{':material/lock:' if private else ':material/group:'} {text}")
+    refused = why_not(portal, "edit", model)
+    if refused:
+        return
+    label = "Share with everyone" if private else "Make private"
+    if cols[1].button(label, key=f"visibility.{model.name}", icon=":material/group:" if private else ":material/lock:"):
+        with shown_errors(stop=True):
+            portal.update_model(model.name, visibility="shared" if private else "private")
+        flash(f"{model.name} is now {'shared with everyone signed in' if private else 'private'}.")
         st.rerun()
 
 
@@ -158,6 +188,11 @@ def delete_panel(portal: Portal, model: ModelSummary, version: ModelVersion) -> 
                   if ModelRef.parse(r).name != model.name or not whole]
     if dependents:
         st.warning(f"Variants depend on it ({', '.join(dependents)}); delete them first.", icon=":material/warning:")
+    refused = why_not(portal, "delete", model)
+    if refused:
+        st.button(f"Delete {target}", type="primary", disabled=True, icon=":material/delete_forever:")
+        st.caption(f":material/lock: {refused}")
+        return
     confirmed = st.checkbox(f"I understand that deleting **{target}** cannot be undone", key=f"del.ok.{target}")
     if st.button(f"Delete {target}", type="primary", disabled=not confirmed, icon=":material/delete_forever:"):
         kept = [f"@{a} → v{blocking[a]}" for a, action in actions.items() if action == _KEEP]

@@ -156,7 +156,7 @@ def registration_fields(portal: Portal, staged: Staged) -> tuple[str, dict[str, 
     name = st.text_input("Name", value=suggested.get("name") or views.suggest_name(staged.model.filename),
                          key=field + "name",
                          help="Letters, digits, '.', '_' or '-'. An existing name gets a new version.")
-    if name in set(portal.registry.model_names()):
+    if name in {m.name for m in portal.list_models()}:
         st.info(f"**{name}** exists: this upload becomes its next version (the earlier versions stay).",
                 icon=":material/info:")
     description = st.text_area("Description (markdown; shown as the model card)", height=120,

@@ -43,7 +43,7 @@ def _copy_output(proc: subprocess.Popen[bytes], log: Path, listening: threading.
 class Server:
     """``streamlit run streamlit_app.py`` on 127.0.0.1 with its own PORTAL_HOME."""
 
-    def __init__(self, home: Path, log: Path) -> None:
+    def __init__(self, home: Path, log: Path, *, auth: str = "off") -> None:
         self.home, self.log = home, log
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,7 +52,8 @@ class Server:
             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(self.port),
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         ]
-        env = {**os.environ, "PORTAL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        # tests not about accounts run in single-user mode; the sign-in test passes auth="on"
+        env = {**os.environ, "PORTAL_HOME": str(home), "PYTHONUNBUFFERED": "1", "PORTAL_AUTH": auth}
         self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         listening = threading.Event()
         self._copier = threading.Thread(target=_copy_output, args=(self.proc, log, listening), daemon=True)

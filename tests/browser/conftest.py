@@ -23,8 +23,8 @@ SCREENSHOTS = REPO / "test-output" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 2400}  # tall: full_page screenshots do not scroll Streamlit's container
 
 
-def _start(home: Path, tmp: Path) -> Iterator[Server]:
-    server = Server(home, tmp / "streamlit.log")
+def _start(home: Path, tmp: Path, *, auth: str = "off") -> Iterator[Server]:
+    server = Server(home, tmp / "streamlit.log", auth=auth)
     try:
         yield server
     finally:
@@ -45,6 +45,24 @@ def empty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("browser-empty")
     (tmp / "home").mkdir()
     yield from _start(tmp / "home", tmp)
+
+
+@pytest.fixture(scope="module")
+def accounts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Sign-in on (PORTAL_AUTH=on), users root (admin) and ana (analyst) with the password "correct horse"."""
+    from portal import Portal
+    from portal.auth import Auth
+
+    tmp = tmp_path_factory.mktemp("browser-accounts")
+    home = tmp / "home"
+    home.mkdir()
+    p = Portal.open(home)
+    try:
+        for name, role in [("root", "admin"), ("ana", "analyst")]:
+            Auth(p.registry).add_user(name, role, actor="tests", password="correct horse")
+    finally:
+        p.close()
+    yield from _start(home, tmp, auth="on")
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ def test_upload_register_batch_predict_and_download(
     page.get_by_text("3 class labels · the model has 3 classes").wait_for()
     _shoot(page, screenshots, "03-upload-report")
     page.get_by_role("button", name="Register").click()
-    page.get_by_text("Registered iris:1").wait_for()
+    page.get_by_text("Registered iris:1. It is selected in the sidebar").wait_for()  # not the status line of the run before
     _shoot(page, screenshots, "04-upload-registered")
 
     rng = np.random.default_rng(7)

@@ -1,0 +1,157 @@
+"""Panels of the Monitor page: window picker, metric tiles, traffic and error charts, input drift."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from .. import monitor, monitor_figures
+from ..core import Portal
+from ..monitor import TimeRange, TrafficSummary
+from ..monitor_drift import DriftReport, input_drift
+from ..registry import ModelVersion
+from .render import chart
+
+__all__ = [
+    "drift_panel",
+    "errors_panel",
+    "metric_tiles",
+    "pick_scope",
+    "pick_window",
+    "traffic_panel",
+    "tile_values",
+]
+
+# session-state keys of the Monitor page (widgets)
+WINDOW_KEY = "monitor.window"
+CUSTOM_KEY = "monitor.custom"
+SCOPE_KEY = "monitor.scope"
+FEATURE_KEY = "monitor.feature."  # + version ref
+
+WINDOWS = {"Last hour": "1h", "Last 24 hours": "24h", "Last 7 days": "7d", "Last 30 days": "30d", "Custom": None}
+THIS_VERSION, ALL_VERSIONS = "This version", "All versions"
+_HIGHLIGHT = {"significant": "background-color: #fee2e2", "moderate": "background-color: #fef3c7", "stable": ""}
+
+
+def pick_window(portal: Portal) -> TimeRange | None:
+    """The time range radio (last hour ... last 30 days, custom dates); None while custom dates are incomplete."""
+    choice = st.radio("Time range", list(WINDOWS), index=1, horizontal=True, key=WINDOW_KEY)
+    now = monitor.now(portal)
+    preset = WINDOWS[choice]
+    if preset is not None:
+        return TimeRange.last(monitor.PRESETS[preset], now=now)
+    today = monitor.utc(now).date()
+    picked = st.date_input("Dates (UTC)", value=(today - dt.timedelta(days=6), today), max_value=today,
+                           key=CUSTOM_KEY, help="From the start of the first day to the end of the last")
+    if not isinstance(picked, (tuple, list)) or len(picked) != 2:
+        st.info("Pick the last day of the range too.", icon=":material/date_range:")
+        return None
+    first, last = picked
+    return TimeRange(dt.datetime.combine(first, dt.time()), dt.datetime.combine(last + dt.timedelta(days=1), dt.time()))
+
+
+def pick_scope(version: ModelVersion) -> int | None:
+    """This version only, or every version of the model (None)."""
+    scope = st.radio("Versions", [THIS_VERSION, ALL_VERSIONS], horizontal=True, key=SCOPE_KEY,
+                     format_func=lambda s: f"v{version.version} only" if s == THIS_VERSION else f"all versions of {version.name}")
+    return version.version if scope == THIS_VERSION else None
+
+
+def _ms(value: float | None) -> str:
+    """Three significant digits or so: 0.61 ms, 20.5 ms, 1,234 ms."""
+    if value is None:
+        return "—"
+    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def tile_values(summary: TrafficSummary) -> dict[str, str]:
+    """The metric tiles as shown: label → text."""
+    return {
+        "Requests": f"{summary.requests:,}",
+        "Rows": f"{summary.rows:,}",
+        "Latency p50": _ms(summary.latency_p50_ms),
+        "Latency p95": _ms(summary.latency_p95_ms),
+        "Error rate": _pct(summary.error_rate),
+        "Cache hit ratio": _pct(summary.cache_hit_ratio),
+    }
+
+
+_TILE_HELP = {
+    "Latency p50": "Median time of a successful prediction in the portal (input checks + inference)",
+    "Latency p95": "95th percentile: one successful prediction in 20 took longer",
+    "Error rate": "Share of requests that failed (bad input, timeouts, ...)",
+    "Cache hit ratio": "Share of requests that found the model already loaded",
+}
+
+
+def metric_tiles(summary: TrafficSummary) -> None:
+    for column, (label, value) in zip(st.columns(6), tile_values(summary).items(), strict=True):
+        column.metric(label, value, help=_TILE_HELP.get(label), border=True)
+
+
+def traffic_panel(summary: TrafficSummary) -> None:
+    """Requests/rows and latency over time, and who called."""
+    left, right = st.columns(2)
+    with left:
+        chart(monitor_figures.requests_over_time(summary), key="monitor.requests")
+    with right:
+        chart(monitor_figures.latency_over_time(summary), key="monitor.latency")
+    st.subheader("Callers")
+    callers = summary.callers.rename(columns=str.capitalize)
+    st.dataframe(callers, hide_index=True, width="stretch")
+
+
+def errors_panel(summary: TrafficSummary) -> None:
+    st.subheader("Errors")
+    if not summary.errors:
+        st.success("No failed predictions in this time range.", icon=":material/check_circle:")
+        return
+    left, right = st.columns(2)
+    with left:
+        chart(monitor_figures.errors_over_time(summary), key="monitor.errors")
+    with right:
+        chart(monitor_figures.error_bars(summary), key="monitor.top_errors")
+    table = pd.DataFrame([[e.kind, e.message, e.count] for e in summary.top_errors], columns=["Error", "Message", "Count"])
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"Message": st.column_config.TextColumn("Message", width="large")})
+
+
+def _drift_table(report: DriftReport) -> None:
+    frame = report.frame()
+    styled = frame.style.apply(lambda row: [_HIGHLIGHT[row["Level"]]] * len(row), axis=1).format({"PSI": "{:.4f}"})
+    st.dataframe(styled, hide_index=True, width="stretch", column_config={
+        "PSI": st.column_config.NumberColumn("PSI", help="Population stability index of recent inputs vs the reference data"),
+        "Level": st.column_config.TextColumn("Level", help="< 0.1 stable · 0.1 to 0.25 moderate · > 0.25 significant"),
+    })
+
+
+def drift_panel(portal: Portal, version: ModelVersion, window: TimeRange) -> None:
+    """PSI per feature of the version's sampled recent inputs, drifting features highlighted, distributions overlaid."""
+    st.subheader(f"Input drift of {version.ref}")
+    report = input_drift(portal, version.ref, window)
+    if report.status != "ok":
+        st.info(report.message + ".", icon=":material/info:")
+        return
+    drifting = report.drifting
+    if drifting:
+        names = ", ".join(f"**{f.feature}** ({f.psi:.3f}, {f.level})" for f in drifting)
+        st.warning(f"Drifting features: {names}", icon=":material/warning:")
+    else:
+        st.success("No feature drifts: every PSI is below 0.1.", icon=":material/check_circle:")
+    st.caption(f"{report.recent_rows:,} sampled recent rows vs {report.reference_rows:,} reference rows · "
+               "PSI < 0.1 stable, 0.1 to 0.25 moderate, > 0.25 significant")
+    left, right = st.columns(2)
+    with left:
+        _drift_table(report)
+        chart(monitor_figures.drift_bars(report), key="monitor.psi")
+    with right:
+        names = [f.feature for f in report.features]
+        feature = st.selectbox("Feature", names, key=FEATURE_KEY + version.ref,
+                               help="Features are listed by PSI, the most drifting first")
+        chart(monitor_figures.feature_distributions(report.feature(feature)), key="monitor.distribution")
