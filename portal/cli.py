@@ -217,6 +217,34 @@ def predict(
 
 @app.command()
 @handles_errors
+def edit(
+    name: Annotated[str, typer.Argument(help="Model name")],
+    description: Annotated[str | None, typer.Option(help="New description (Markdown)")] = None,
+    task: Annotated[str | None, typer.Option(help="classification, regression or other")] = None,
+    tags: Annotated[str | None, typer.Option(help="Comma-separated tags (replaces them)")] = None,
+    visibility: Annotated[str | None, typer.Option(help="private (owner and admins) or shared (everyone)")] = None,
+    owner: Annotated[str | None, typer.Option(help="New owner (admins only)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Edit a model's description, task, tags, visibility or owner."""
+    fields = {"description": description, "task": task, "visibility": visibility, "owner": owner,
+              "tags": [t.strip() for t in tags.split(",") if t.strip()] if tags is not None else None}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if not fields:
+        raise InvalidInputError("nothing to change: give --description, --task, --tags, --visibility or --owner")
+    p = _portal()
+    if owner is not None:
+        from .auth import Auth
+
+        Auth(p.registry).get_user(owner)  # an unknown user is refused, not made owner
+    model = p.update_model(name, **fields)
+    _emit({"name": model.name, "description": model.description, "task": model.task, "tags": list(model.tags),
+           "visibility": model.visibility, "owner": model.owner}, as_json,
+          lambda: f"{model.name}: {', '.join(sorted(fields))} updated")
+
+
+@app.command()
+@handles_errors
 def alias(
     ref: Annotated[str, typer.Argument(help="Version to point at: name:3")],
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias, e.g. production")],
