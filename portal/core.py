@@ -331,6 +331,8 @@ class Portal:
         Metadata keywords: description, tags, task, feature_names, class_labels,
         preprocessing, reference (DataFrame or CSV/Parquet path), actor.
         """
+        if name is not None:
+            check_name(name)  # a bad name is refused before the sandbox runs
         if self.user is not None:
             target = name or (suggest_name(source.filename) if isinstance(source, StagedModel) else None)
             existing = self.find_model(target) if target else None

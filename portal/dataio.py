@@ -132,7 +132,10 @@ def _read_json(raw: bytes, name: str) -> Any:
             raise InvalidInputError(f"{name} holds an empty list; give at least one record")
         if all(isinstance(r, dict) for r in doc):
             return pd.DataFrame.from_records(doc)
-        return np.asarray(doc)
+        try:
+            return np.asarray(doc)
+        except ValueError:
+            raise InvalidInputError(f"{name}: nested lists must all have the same length (one row per sample)") from None
     if isinstance(doc, dict):
         return doc
     raise InvalidInputError(f"{name}: expected a list of records or an object of arrays, got {type(doc).__name__}")

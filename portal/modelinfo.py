@@ -22,6 +22,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from .errors import InvalidModelError
+
 __all__ = [
     "describe_model",
     "dummy_feeds",
@@ -38,7 +40,13 @@ def tensor_dtype_name(elem_type: int) -> str:
         return _STRING
     if elem_type == TensorProto.BFLOAT16:
         return "bfloat16"
-    return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
+    except (KeyError, TypeError, ValueError):  # UNDEFINED (0) or a number no ONNX version defines
+        raise InvalidModelError(
+            f"a tensor of the model has element type {elem_type}, which has no numpy equivalent; "
+            "give every input and output a concrete type (float, int64, string, ...)"
+        ) from None
 
 
 def numpy_dtype(name: str) -> np.dtype:

@@ -77,18 +77,33 @@ def _width(spec: dict[str, Any]) -> int | None:
 
 
 # -- casting -----------------------------------------------------------------
+def _as_array(values: Any, where: str) -> np.ndarray:
+    """``np.asarray``, refusing ragged nested lists with a message instead of numpy's ValueError."""
+    try:
+        return np.asarray(values)
+    except (ValueError, TypeError):
+        raise InvalidInputError(
+            f"{where}: nested lists must all have the same length (one row per sample, equal widths)"
+        ) from None
+
+
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))[0]) if mask.ndim else 0
 
 
 def _to_numeric(values: np.ndarray, where: str) -> np.ndarray:
     flat = values.reshape(-1)
-    converted = pd.to_numeric(pd.Series(flat, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    try:
+        converted = pd.to_numeric(pd.Series(flat, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):  # cells holding lists, arrays or other containers
+        raise InvalidInputError(f"{where} expects numbers, got nested values (lists or arrays in a cell)") from None
     bad = np.isnan(converted) & ~pd.isna(pd.Series(flat, dtype=object)).to_numpy()
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
+        rows = len(values) if values.ndim else 1
+        value = flat[index].item() if isinstance(flat[index], np.generic) else flat[index]
         raise InvalidInputError(
-            f"{where} expects numbers, got {flat[index]!r} (row {index // max(1, flat.size // max(1, len(values)))}); "
+            f"{where} expects numbers, got {value!r} (row {index // max(1, flat.size // max(1, rows))}); "
             "fix or remove the non-numeric values"
         )
     return converted.reshape(values.shape)
@@ -107,7 +122,7 @@ def _check_finite(values: np.ndarray, where: str) -> None:
 
 def cast(values: Any, dtype_name: str, where: str, *, allow_nan: bool = False) -> np.ndarray:
     """Cast ``values`` to the tensor dtype ``dtype_name`` without losing information."""
-    arr = values if isinstance(values, np.ndarray) else np.asarray(values)
+    arr = values if isinstance(values, np.ndarray) else _as_array(values, where)
     if dtype_name == "string":
         if arr.dtype.kind in "OUS":
             if arr.dtype.kind == "O" and pd.isna(pd.Series(arr.reshape(-1))).any():
@@ -121,8 +136,10 @@ def cast(values: Any, dtype_name: str, where: str, *, allow_nan: bool = False) -
         return arr
     if arr.dtype.kind in "OUS":
         arr = _to_numeric(arr, where)
-    if arr.dtype.kind == "M":
-        raise InvalidInputError(f"{where} expects {dtype_name} numbers, got dates; convert them first")
+    if arr.dtype.kind in "mM":
+        raise InvalidInputError(f"{where} expects {dtype_name} numbers, got dates or durations; convert them first")
+    if arr.dtype.kind == "c":
+        raise InvalidInputError(f"{where} expects {dtype_name} numbers, got complex numbers")
     if want.kind == "f":
         out = arr.astype(want)
         if not allow_nan:
@@ -238,7 +255,13 @@ def _from_frame(
         arrays = {}
         for spec in specs:
             arr = cast(frame[spec["name"]].to_numpy(), spec["dtype"], f"column {spec['name']!r}", allow_nan=allow_nan)
-            arrays[spec["name"]] = _check_shape(arr, spec)
+            arr = _check_shape(arr, spec)
+            if arr.shape[0] != len(frame):  # one value per row cannot fill a wider input: never a single sample
+                raise InvalidInputError(
+                    f"column {spec['name']!r} holds one value per row, but input {spec['name']!r} takes "
+                    f"shape {list(spec['shape'])} per batch; pass it as an array instead of a table column"
+                )
+            arrays[spec["name"]] = arr
         return Feeds(arrays, len(frame), extra)
     assert single is not None
     block = frame[wanted]
@@ -340,6 +363,21 @@ class FastPlan:
         return Feeds(data, rows)
 
 
+def _is_sequence(value: Any) -> bool:
+    """Whether a record value holds several values (not ``np.ndim``: it raises on ragged lists)."""
+    return isinstance(value, (list, tuple, pd.Series)) or (isinstance(value, np.ndarray) and value.ndim > 0)
+
+
+def _columns_frame(data: Mapping[str, Any]) -> pd.DataFrame:
+    """A table from ``{column: values}``; every column must hold a list of the same length."""
+    try:
+        return pd.DataFrame({k: list(v) for k, v in data.items()})
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            "columns given as a dict need the same number of values each (or one value each, for one row)"
+        ) from None
+
+
 def coerce(
     signature: dict[str, Any],
     data: Any,
@@ -362,8 +400,8 @@ def coerce(
     if isinstance(data, Mapping):
         names = {s["name"] for s in specs}
         if data and not set(data) & names:
-            scalar = all(np.ndim(v) == 0 for v in data.values())
-            frame = pd.DataFrame([dict(data)]) if scalar else pd.DataFrame({k: list(v) for k, v in data.items()})
+            scalar = not any(_is_sequence(v) for v in data.values())
+            frame = pd.DataFrame([dict(data)]) if scalar else _columns_frame(data)
             return _from_frame(specs, frame, feature_names, allow_nan, extra_columns)
         return _from_mapping(specs, data, allow_nan, extra_columns)
     if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
@@ -374,7 +412,7 @@ def coerce(
                 f"the model has {len(specs)} inputs ({_listing([s['name'] for s in specs])}); "
                 "pass a dict of arrays or a table with those columns"
             )
-        arr = np.asarray(data)
+        arr = _as_array(data, "the data")
         if arr.size == 0:
             raise InvalidInputError("the data has no rows; give at least one row to predict")
         return _from_mapping(specs, {specs[0]["name"]: arr}, allow_nan, extra_columns)

@@ -26,3 +26,13 @@ def portal(portal_home: Path):
     p = Portal.open(portal_home)
     yield p
     p.close()
+
+
+# -- hypothesis profiles (tests/test_fuzz.py): HYPOTHESIS_PROFILE=ci (default) or long --------------
+import os as _os  # noqa: E402
+
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, database=None)
+_hypothesis_settings.register_profile("long", max_examples=20_000, deadline=None)
+_hypothesis_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,11 +1,11 @@
 """The outermost ASGI layer: request ids, limits, metrics, access log, last-resort errors.
 
 Per request, in order: a request id (the client's ``X-Request-ID`` when it is
-sane, else a new one); the concurrency limit (503 + ``Retry-After``); the body
-limit, answered from ``Content-Length`` before a byte of the body is read and
-enforced again while counting a chunked body; then the app.  Whatever happens,
-one JSON access-log line and the metrics are written, and an exception no
-handler took becomes ``{"error": "internal error, see server log (request id ...)"}``
+sane, else a new one); the concurrency limit (503 + ``Retry-After``); the size
+of the headers (431); the body limit, answered from ``Content-Length`` before a
+byte of the body is read and enforced again while counting a chunked body; then
+the app.  Whatever happens, one JSON access-log line and the metrics are
+written, and an exception no handler took becomes ``{"error": "internal error, see server log (request id ...)"}``
 with a 500; the traceback goes to the server log only.
 """
 
@@ -32,6 +32,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _UNLIMITED = ("/v2/health/", "/metrics")
 _MAX_LOGGED_PATH = 300
 _IDLE_GAP_SECONDS = 0.0002
+# uvicorn's httptools parser has no header limit of its own (h11's is 16 KiB); browsers
+# and proxies stay far below this
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class BodyTooLargeError(HTTPException):
@@ -125,6 +128,12 @@ class Guard:
             self._finish(scope, ex, time.perf_counter() - start)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange, counted: bool) -> None:
+        header_bytes = sum(len(key) + len(value) for key, value in scope.get("headers", ()))
+        if header_bytes > MAX_HEADER_BYTES:
+            self.metrics.rejected.labels("too_large").inc()
+            await self._refuse(send, ex, 431, f"the request headers take {header_bytes:,} bytes, over the limit of "
+                               f"{MAX_HEADER_BYTES:,}; send shorter headers", [(b"connection", b"close")])
+            return
         limit = self._limit_for(scope)
         length = _header(scope, b"content-length")
         if length is not None:

@@ -283,12 +283,12 @@ def main(argv: list[str]) -> int:
     ctx = _Context(job, int(argv[2]))
     install_guard(ctx.scratch)
     try:
-        payload: dict[str, Any] = {"ok": True, **ingest(ctx)}
+        text = json.dumps({"ok": True, **ingest(ctx)})  # inside the try: a report that is not JSON is a refusal too
     except Exception as exc:  # noqa: BLE001 - everything, MemoryError included, travels back as JSON
-        payload = {"ok": False, "error": _error(exc)}
+        text = json.dumps({"ok": False, "error": _error(exc)})
     result = Path(job["result"])
     tmp = result.with_name(result.name + ".part")
-    tmp.write_text(json.dumps(payload))
+    tmp.write_text(text)
     os.replace(tmp, result)
     return 0
 

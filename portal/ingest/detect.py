@@ -136,13 +136,18 @@ def _zip_infos(path: Path) -> list[zipfile.ZipInfo]:
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise InvalidModelError(f"the file looks like a zip archive but cannot be read: {exc}") from exc
+
+
+def _is_dir(info: zipfile.ZipInfo) -> bool:
+    # not ZipInfo.is_dir(): it raises IndexError on an entry with an empty name
+    return info.filename.endswith("/")
 
 
 def _relative_names(infos: list[zipfile.ZipInfo]) -> list[str]:
     """Entry names without the single top folder that torch puts in its archives."""
-    names = [info.filename for info in infos if not info.is_dir()]
+    names = [info.filename for info in infos if not _is_dir(info)]
     tops = {name.split("/", 1)[0] for name in names}
     if len(tops) == 1 and all("/" in name for name in names):
         return [name.split("/", 1)[1] for name in names]
@@ -151,7 +156,7 @@ def _relative_names(infos: list[zipfile.ZipInfo]) -> list[str]:
 
 def classify_zip(infos: list[zipfile.ZipInfo]) -> str:
     """Name the kind of zip archive from its entry names."""
-    all_names = [info.filename for info in infos if not info.is_dir()]
+    all_names = [info.filename for info in infos if not _is_dir(info)]
     rel = set(_relative_names(infos))
     if "schema.json" in all_names:
         return "skops"
@@ -167,6 +172,8 @@ def classify_zip(infos: list[zipfile.ZipInfo]) -> str:
 
 
 def _check_entry_name(name: str) -> None:
+    if not name.strip("/"):
+        raise InvalidModelError(f"zip entry {name!r} has an empty name; rebuild the archive")
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if (
         name.startswith(("/", "\\"))
@@ -229,7 +236,7 @@ def extract_zip(path: Path, dest: Path, *, settings: Settings) -> None:
         with zipfile.ZipFile(path) as archive:
             for info in infos:
                 _extract_entry(archive, info, root)
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError) as exc:
         raise InvalidModelError(f"the zip archive cannot be extracted: {exc}") from exc
 
 

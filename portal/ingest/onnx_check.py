@@ -243,9 +243,29 @@ def inline_external_data(model: onnx.ModelProto, base_dir: Path, root: Path) -> 
     return len({_external_location(t) for t in tensors})
 
 
+def _undecodable_text(message: Any) -> str | None:
+    """The first text field of ``message`` that is not UTF-8 (protobuf hands those back as bytes)."""
+    for field_desc, value in message.ListFields():
+        if field_desc.type not in (field_desc.TYPE_STRING, field_desc.TYPE_MESSAGE):
+            continue
+        for item in value if field_desc.is_repeated else (value,):
+            if field_desc.type == field_desc.TYPE_STRING:
+                if isinstance(item, bytes):
+                    return field_desc.full_name
+            elif (found := _undecodable_text(item)) is not None:
+                return found
+    return None
+
+
 def check_onnx(model: onnx.ModelProto, limits: RuntimeLimits) -> None:
     """Refuse versions, domains and graphs that the checker or strict shape inference reject."""
     check_versions(model, limits)
+    bad_text = _undecodable_text(model)
+    if bad_text is not None:
+        raise InvalidModelError(
+            f"the model holds text that is not valid UTF-8 (in {bad_text}); names and metadata must be "
+            "UTF-8: re-export the model"
+        )
     _check_domains(model)
     if external_tensors(model):
         raise InvalidModelError(
