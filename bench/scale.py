@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _common import mlp, table  # noqa: E402
 from load import Burst, Result, Server, _free_port, paired  # noqa: E402
+from pg import running_postgres  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N_MODELS = 10
@@ -209,50 +209,13 @@ def registry_rate(url: str, writers: int, iterations: int) -> float:
     return sum(ops for _, _, ops in results) / wall
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    """A throw-away PostgreSQL on 127.0.0.1 (tests/pg.py's settings); yields its base URL."""
-    import psycopg
-    from pg import _as_postgres, _bin, _free_port as pg_port
-
-    root = Path(tempfile.mkdtemp(prefix="portal-pg-bench-"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sock, "postgres")
-    subprocess.run(_as_postgres([_bin("initdb"), "-D", str(data), "-U", "portal", "--auth=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True)
-    port = pg_port()
-    server = subprocess.Popen(
-        _as_postgres([_bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(sock),
-                      "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                      "-c", "max_connections=200"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"postgresql://portal@127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                psycopg.connect(f"{base}/postgres", connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("PostgreSQL did not start") from None
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def run_registry(args: argparse.Namespace) -> None:
     import psycopg
 
     rows = []
     work = Path(tempfile.mkdtemp(prefix="portal-scale-db-"))
     try:
-        with postgres() as base:
+        with running_postgres("portal-pg-bench-") as base:
             for writers in (1, 8):
                 iterations = max(10, args.iterations // writers)
                 sqlite, pg = [], []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -36,12 +37,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """Start PostgreSQL with a fresh data directory; yield its base URL; stop and delete it."""
+@contextlib.contextmanager
+def running_postgres(prefix: str = "portal-pg-") -> Iterator[str]:
+    """Start PostgreSQL with a fresh data directory; yield its base URL; stop and delete it.
+
+    Used by the test fixture below and by ``bench/scale.py``.
+    """
     import psycopg
 
-    root = Path(tempfile.mkdtemp(prefix="portal-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     if os.geteuid() == 0:
@@ -75,6 +79,13 @@ def postgres_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL server for the whole test session; yields its base URL."""
+    with running_postgres() as base:
+        yield base
 
 
 @pytest.fixture
