@@ -19,9 +19,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from .auth import User, require
 from .config import Settings
 from .dataio import iter_table_chunks, read_input, write_frame
-from .auth import User, require
 from .errors import InvalidInputError, InvalidNameError, NotFoundError, PortalError
 from .images import IMAGE_SUFFIXES, load_image, preprocess_images
 from .predict import Prediction, run_feeds
