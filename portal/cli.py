@@ -77,18 +77,6 @@ def _emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
         typer.echo(text())
 
 
-def _parse_shape(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        dims = [int(d) for d in text.replace("x", ",").split(",") if d.strip()]
-    except ValueError:
-        raise InvalidInputError(f"invalid --input-shape {text!r}: expected integers like 1,3,224,224") from None
-    if not dims or any(d < 1 for d in dims):
-        raise InvalidInputError(f"invalid --input-shape {text!r}: expected positive integers like 1,3,224,224")
-    return dims
-
-
 def _version_dict(v: Any) -> dict[str, Any]:
     return {
         "ref": v.ref, "name": v.name, "version": v.version, "aliases": list(v.aliases),
@@ -146,9 +134,11 @@ def register(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate, convert and register a model file as the next version of NAME."""
+    from .metadata import parse_shape
+
     p = _portal()
     version = p.register(
-        path, name, input_shape=_parse_shape(input_shape), description=description, task=task,
+        path, name, input_shape=parse_shape(input_shape, what="--input-shape", required=False), description=description, task=task,
         tags=tags, feature_names=feature_names, class_labels=class_labels, reference=reference,
     )
     _emit(_version_dict(version), as_json, lambda: f"registered {version.ref}\n" + _show_text(version))

@@ -8,17 +8,43 @@ from typing import Any
 from .errors import InvalidInputError
 from .registry import TASKS
 
-__all__ = ["build_version_meta", "infer_task"]
+__all__ = ["build_version_meta", "infer_task", "parse_list", "parse_shape"]
 
 _MODEL_KEYS = ("description", "tags", "task", "visibility")
 _VERSION_KEYS = ("feature_names", "class_labels", "preprocessing", "notes", "demo")
+
+
+def parse_list(text: str | None) -> list[str]:
+    """Names typed one per line or separated by commas, blanks dropped."""
+    if not text:
+        return []
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+def parse_shape(text: str | None, *, what: str = "input shape", required: bool = True) -> list[int] | None:
+    """``"1, 3, 224, 224"``, ``"1x3x224x224"`` or ``"1×3×224×224"`` → ``[1, 3, 224, 224]``.
+
+    Empty text is refused when ``required``, else None (no shape given). ``what``
+    names the field in the error (``--input-shape`` on the command line).
+    """
+    if not required and not text:
+        return None
+    text = text or ""
+    parts = [p for p in text.replace("x", ",").replace("×", ",").replace(" ", ",").split(",") if p]
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if not dims or any(d < 1 or d > 2**31 for d in dims):
+        raise InvalidInputError(f"invalid {what} {text[:60]!r}: expected positive integers like 1,3,224,224")
+    return dims
 
 
 def _clean_list(value: Any, what: str) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
-        value = [v.strip() for v in value.replace("\n", ",").split(",") if v.strip()]
+        value = parse_list(value)
     items = [str(v) for v in value]
     if not items:
         return None

@@ -19,6 +19,7 @@ import pandas as pd
 from .errors import InvalidInputError
 from .core import suggest_name
 from .images import is_image_signature
+from .metadata import parse_list, parse_shape  # the pages parse what users type with these
 from .registry import ModelSummary, ModelVersion
 from .signature import describe_columns
 
@@ -97,25 +98,6 @@ def demote_headings(markdown: str, *, levels: int = 2) -> str:
             line = "#" * levels + line
         lines.append(line)
     return "\n".join(lines)
-
-
-def parse_list(text: str | None) -> list[str]:
-    """Names typed one per line or separated by commas, blanks dropped."""
-    if not text:
-        return []
-    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
-
-
-def parse_shape(text: str) -> list[int]:
-    """``"1, 3, 224, 224"`` or ``"1x3x224x224"`` → ``[1, 3, 224, 224]``."""
-    parts = [p for p in text.replace("x", ",").replace("×", ",").replace(" ", ",").split(",") if p]
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        raise InvalidInputError(f"invalid input shape {text!r}: expected integers like 1,3,224,224") from None
-    if not dims or any(d < 1 for d in dims):
-        raise InvalidInputError(f"invalid input shape {text!r}: expected positive integers like 1,3,224,224")
-    return dims
 
 
 def check_registration(report: Any, name: str, metadata: Mapping[str, Any]) -> None:

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..core import Portal, suggest_name
 from ..errors import InvalidInputError
+from ..metadata import parse_shape
 from ..refs import check_alias, check_name
 from ..registry import ModelSummary, ModelVersion
 from .context import ApiContext, context
@@ -219,16 +220,6 @@ def _register(ctx: ApiContext, request: Request, fields: dict[str, str], filenam
     portal = ctx.portal_for(request)
     portal.check("upload", portal.find_model(name))  # before the sandbox runs; register checks again
     meta = {k: v for k, v in fields.items() if k not in ("name", "input_shape") and v != ""}
-    return portal.register(path, name, filename=filename, input_shape=_shape(fields.get("input_shape")), **meta)
+    shape = parse_shape(fields.get("input_shape"), what="input_shape", required=False)
+    return portal.register(path, name, filename=filename, input_shape=shape, **meta)
 
-
-def _shape(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        dims = [int(d) for d in text.replace("x", ",").split(",") if d.strip()]
-    except ValueError:
-        dims = []
-    if not dims or any(d < 1 or d > 2**31 for d in dims):
-        raise InvalidInputError(f"invalid input_shape {text[:60]!r}: expected positive integers like 1,3,224,224")
-    return dims
