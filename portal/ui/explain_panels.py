@@ -24,7 +24,7 @@ from ..explain import ExplainSettings, ImageJob, TabularExplanation, TabularJob,
 from ..explain_drift import drift_jobs
 from ..registry import ModelVersion
 from .render import chart
-from .widgets import shown_errors
+from .widgets import feature_input, shown_errors
 
 __all__ = ["data_sources", "drift_panel", "image_panel", "many_rows_panel", "one_row_panel", "settings_panel",
            "variant_drift_panel", "whatif_panel"]
@@ -238,7 +238,7 @@ def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, back
         grid = st.columns(3)
         for i, field in enumerate(fields):
             with grid[i % 3]:
-                _field(field, prefix + field.name)
+                feature_input(field, prefix + field.name)
         st.form_submit_button("Update", type="primary", icon=":material/refresh:")
     edited = pd.DataFrame([{f.name: st.session_state[prefix + f.name] for f in fields}])
     loaded = int(st.session_state.get(PREFIX + "whatif.loaded", 0))
@@ -257,19 +257,6 @@ def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, back
         _row_result(expl, target, key=PREFIX + "whatif.chart", was=was, label="the edited row")
         if was is not None:
             st.caption(f"The change is relative to row {loaded} as it was.")
-
-
-def _field(field: views.FeatureField, key: str) -> None:
-    if field.kind == "category":
-        st.selectbox(field.name, field.options, key=key)
-    elif field.kind == "text":
-        st.text_input(field.name, key=key)
-    elif field.kind == "boolean":
-        st.checkbox(field.name, key=key)
-    elif field.kind == "integer":
-        st.number_input(field.name, step=1, key=key)
-    else:
-        st.number_input(field.name, step=None, format="%.6g", key=key)
 
 
 # -- images -----------------------------------------------------------------------------

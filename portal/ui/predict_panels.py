@@ -18,7 +18,7 @@ from ..images import IMAGE_SUFFIXES
 from ..registry import ModelVersion
 from . import keys
 from .render import chart, prediction_summary
-from .widgets import latency_text, result_columns, shown_errors
+from .widgets import feature_input, latency_text, result_columns, shown_errors
 
 __all__ = ["batch_panel", "form_panel", "image_panel", "tensor_panel"]
 
@@ -32,19 +32,6 @@ def _fill_from_row(fields: Sequence[views.FeatureField], reference: pd.DataFrame
     values = views.row_values(fields, reference, int(st.session_state[prefix + "__row"]))
     for name, value in values.items():
         st.session_state[prefix + name] = value
-
-
-def _field_widget(field: views.FeatureField, key: str) -> None:
-    if field.kind == "category":
-        st.selectbox(field.name, field.options, key=key)
-    elif field.kind == "text":
-        st.text_input(field.name, key=key)
-    elif field.kind == "boolean":
-        st.checkbox(field.name, key=key)
-    elif field.kind == "integer":
-        st.number_input(field.name, step=1, key=key)
-    else:
-        st.number_input(field.name, step=None, format="%.6g", key=key)
 
 
 def _reference_row_picker(fields: list[views.FeatureField], reference: pd.DataFrame, prefix: str) -> None:
@@ -77,7 +64,7 @@ def form_panel(portal: Portal, version: ModelVersion) -> None:
         grid = st.columns(_GRID)
         for i, field in enumerate(fields):
             with grid[i % _GRID]:
-                _field_widget(field, prefix + field.name)
+                feature_input(field, prefix + field.name)
         submitted = st.form_submit_button("Predict", type="primary", icon=":material/play_arrow:")
     if submitted:
         st.session_state.pop(keys.FORM_RESULT, None)

@@ -12,10 +12,12 @@ import streamlit as st
 from ..core import Portal
 from ..errors import PortalError
 from ..registry import ModelSummary
+from ..views import FeatureField
 from . import keys
 
 __all__ = [
     "COLUMNS",
+    "feature_input",
     "result_columns",
     "flash",
     "latency_text",
@@ -30,6 +32,20 @@ __all__ = [
 ]
 
 log = logging.getLogger("portal.ui")
+
+
+def feature_input(field: FeatureField, key: str) -> None:
+    """The input widget of one form field (Predict form, what-if editor), its value in ``key``."""
+    if field.kind == "category":
+        st.selectbox(field.name, field.options, key=key)
+    elif field.kind == "text":
+        st.text_input(field.name, key=key)
+    elif field.kind == "boolean":
+        st.checkbox(field.name, key=key)
+    elif field.kind == "integer":
+        st.number_input(field.name, step=1, key=key)
+    else:
+        st.number_input(field.name, step=None, format="%.6g", key=key)
 
 LATEST = "latest"
 
