@@ -214,8 +214,17 @@ class Portal:
         with self._refs_lock:
             self._refs.clear()
 
-    def get(self, ref: str | ModelRef) -> ModelVersion:
-        """The version ``ref`` points at (cached for ``ref_ttl_seconds``)."""
+    def get(self, ref: str | ModelRef | ModelVersion) -> ModelVersion:
+        """The version ``ref`` points at (cached for ``ref_ttl_seconds``).
+
+        A ``ModelVersion`` already resolved is returned as it is, once the current
+        user is checked to see it.
+        """
+        if isinstance(ref, ModelVersion):
+            version = ref
+            if self.user is not None:
+                self._check_visible(version)
+            return version
         key = str(ref)
         now = time.monotonic()
         hit = self._refs.get(key)
@@ -228,13 +237,6 @@ class Portal:
         if self.user is not None:
             self._check_visible(version)
         return version
-
-    def _version(self, ref: str | ModelRef | ModelVersion) -> ModelVersion:
-        if isinstance(ref, ModelVersion):
-            if self.user is not None:
-                self._check_visible(ref)
-            return ref
-        return self.get(ref)
 
     def list_models(self) -> list[ModelSummary]:
         """The models the current user may see."""
@@ -260,7 +262,7 @@ class Portal:
 
     def model_bytes(self, ref: str | ModelRef) -> bytes:
         """The version's ONNX file content (decrypted in memory on an encrypted store)."""
-        version = self._version(ref)
+        version = self.get(ref)
         return self.store.read_bytes(version.blob_sha)
 
     def reference_frame(self, ref: str | ModelRef) -> pd.DataFrame | None:
@@ -471,7 +473,7 @@ class Portal:
 
     def coerce(self, ref: str | ModelRef | ModelVersion, data: Any, **options: Any) -> Feeds:
         """The feeds ``predict`` would run for ``data`` (for previews and checks)."""
-        return self._coerce(self._version(ref), data, **options)
+        return self._coerce(self.get(ref), data, **options)
 
     def _coerce(self, version: ModelVersion, data: Any, *, allow_nan: bool = False, extra_columns: str = "error") -> Feeds:
         if isinstance(data, (str, Path)):
@@ -488,7 +490,7 @@ class Portal:
 
     def images_to_array(self, ref: str | ModelRef | ModelVersion, images: Sequence[Any], names: Sequence[str] | None = None) -> np.ndarray:
         """Decode and preprocess images (paths, bytes or PIL images) for ``ref``."""
-        version = self._version(ref)
+        version = self.get(ref)
         decoded = []
         for i, image in enumerate(images):
             label = names[i] if names else (Path(image).name if isinstance(image, (str, Path)) else f"image {i + 1}")
@@ -513,7 +515,7 @@ class Portal:
         failures included once the version is known.
         """
         start = time.perf_counter()
-        version = self._version(ref)
+        version = self.get(ref)
         feeds = None
         try:
             plan = self._plans.get(version.blob_sha)

@@ -100,7 +100,7 @@ def explain_drift(
     ``parent_ref`` defaults to the variant's parent; ``rows`` to a sample of
     the parent's reference data (tabular) — image models need images.
     """
-    variant = _version(portal, variant_ref)
+    variant = portal.get(variant_ref)
     parent = _parent(portal, variant, parent_ref)
     if top_k < 1:
         raise InvalidInputError(f"top_k must be at least 1 (not {top_k})")
@@ -114,10 +114,6 @@ def explain_drift(
         p_values, v_values, names, explained, p_expl, v_expl = _tabular_pair(
             portal, parent, variant, rows, background, target, settings, halves)
     return _report(parent.ref, variant.ref, top_k, max_changes, names, explained, p_values, v_values, p_expl, v_expl)
-
-
-def _version(portal: Any, ref: Any) -> ModelVersion:
-    return ref if isinstance(ref, ModelVersion) else portal.get(ref)
 
 
 def _halves(progress: Progress | None) -> tuple[Progress | None, Progress | None]:
@@ -145,7 +141,7 @@ def drift_jobs(
     settings: ExplainSettings = ExplainSettings(),
 ) -> tuple[TabularJob, TabularJob]:
     """The parent's and the variant's jobs on the same rows and background (the parent's reference data)."""
-    variant = _version(portal, variant_ref)
+    variant = portal.get(variant_ref)
     parent = _parent(portal, variant, parent_ref)
     frame, label = load_background(portal, parent, background)
     if rows is None:
@@ -160,7 +156,7 @@ def _parent(portal: Any, variant: ModelVersion, parent_ref: Any) -> ModelVersion
     parent_ref = parent_ref or variant.parent
     if not parent_ref:
         raise InvalidInputError(f"{variant.ref} is not a variant (it has no parent); name the version to compare with")
-    return _version(portal, parent_ref)
+    return portal.get(parent_ref)
 
 
 def _tabular_pair(portal: Any, parent: ModelVersion, variant: ModelVersion, rows: Any, background: Any,

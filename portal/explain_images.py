@@ -65,7 +65,7 @@ class ImageJob:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.portal = portal
-        self.version = ref if isinstance(ref, ModelVersion) else portal.get(ref)
+        self.version = portal.get(ref)
         spec = _image_spec(self.version)
         self.layout = (self.version.preprocessing or {}).get("layout", "NCHW")
         self.input_name = spec["name"]

@@ -142,7 +142,7 @@ class TabularJob:
         background_label: str | None = None,
     ) -> None:
         self.portal = portal
-        self.version = ref if isinstance(ref, ModelVersion) else portal.get(ref)
+        self.version = portal.get(ref)
         check_tabular(self.version)
         self.settings = settings
         self.target = target
