@@ -17,6 +17,7 @@ from ..dataio import frame_to_csv_bytes, read_table
 from ..errors import InvalidInputError, UnsupportedFormatError
 from .context import context
 from .errors import ERROR_RESPONSES
+from .tensors import parse_json
 
 __all__ = ["media_type", "router", "to_json"]
 
@@ -91,12 +92,7 @@ def to_json(doc: Any) -> bytes:
 
 
 def _records(body: bytes) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(body)
-    except RecursionError:
-        raise InvalidInputError("malformed JSON: nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"malformed JSON: {str(exc)[:200]}") from None
+    doc = parse_json(body)
     if isinstance(doc, dict) and set(doc) == {"records"}:
         doc = doc["records"]
     if not isinstance(doc, list) or not doc or not all(isinstance(r, dict) for r in doc):

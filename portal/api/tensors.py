@@ -29,6 +29,7 @@ __all__ = [
     "decode_infer_request",
     "encode_outputs",
     "oip_datatype",
+    "parse_json",
     "tensor_metadata",
 ]
 
@@ -110,13 +111,17 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[Any, memoryview
                 f"Inference-Header-Content-Length is {size} but the body has {len(body)} bytes"
             )
         head, rest = body[:size], memoryview(body)[size:]
+    return parse_json(head), rest
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body's JSON document; malformed or too deeply nested JSON is a 400 with the reason."""
     try:
-        doc = json.loads(head)
+        return json.loads(body)
     except RecursionError:
         raise InvalidInputError("malformed JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"malformed JSON: {str(exc)[:200]}") from None
-    return doc, rest
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
