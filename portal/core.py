@@ -534,10 +534,7 @@ class Portal:
                                 latency_s=time.perf_counter() - start, error=exc)
             raise
         latency = time.perf_counter() - start
-        if self.monitor is not None:
-            self.monitor.record(version.name, version.version, caller=self.actor, source=self.source, rows=feeds.rows,
-                                latency_s=latency, feeds=feeds.arrays, feature_names=version.feature_names,
-                                cache_hit=hit)
+        self.log_prediction(version, rows=feeds.rows, latency_s=latency, feeds=feeds, cache_hit=hit)
         return Prediction(
             ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=latency,
             task=version.task, class_labels=version.class_labels, output_keys=keys,
@@ -554,10 +551,16 @@ class Portal:
         error: BaseException | None = None,
         feeds: Feeds | None = None,
         cache_hit: bool | None = None,
+        caller: str | None = None,
+        source: str | None = None,
     ) -> None:
-        """Queue one prediction made outside :meth:`predict` (the API's batched path) to the log."""
+        """Queue one prediction to the log (:meth:`predict` does; so does the API's own run path).
+
+        ``caller`` and ``source`` default to this portal's actor and source.
+        """
         if self.monitor is not None:
-            self.monitor.record(version.name, version.version, caller=self.actor, source=self.source, rows=rows,
+            self.monitor.record(version.name, version.version, caller=caller or self.actor,
+                                source=source or self.source, rows=rows,
                                 latency_s=latency_s, error=error, feeds=feeds.arrays if feeds is not None else None,
                                 feature_names=version.feature_names, cache_hit=cache_hit)
 

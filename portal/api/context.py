@@ -170,7 +170,8 @@ class ApiContext:
                     feeds = self.portal.coerce(version, data, extra_columns=extra_columns)
                     batcher = self._batcher(version)
                     if batcher is None:
-                        outputs, keys, hit = self._run_once(version, feeds, deadline.run_options)
+                        outputs, keys = self._run(version, feeds, deadline.run_options)
+                        hit = self.portal.cache.last_hit()  # of this thread's session lookup in _run
                     else:
                         outputs, keys = batcher.submit(feeds, deadline)
                 except Exception as exc:
@@ -218,19 +219,8 @@ class ApiContext:
 
     def _log(self, version: ModelVersion, caller: str, rows: int, start: float, error: Exception | None,
              feeds: Feeds | None, hit: bool | None) -> None:
-        monitor = self.portal.monitor
-        if monitor is not None:
-            monitor.record(version.name, version.version, caller=caller, source="api", rows=rows,
-                           latency_s=time.perf_counter() - start, error=error,
-                           feeds=feeds.arrays if feeds is not None else None,
-                           feature_names=version.feature_names, cache_hit=hit)
-
-    def _run_once(self, version: ModelVersion, feeds: Feeds, run_options: Any) -> tuple[dict[str, Any], dict[str, Any], bool | None]:
-        loaded = self.session(version)
-        hit = self.portal.cache.last_hit()
-        outputs, keys = run_feeds(loaded, feeds, chunk_rows=self.portal.settings.chunk_rows,
-                                  fixed_batch=fixed_batch(version.signature), run_options=run_options)
-        return outputs, keys, hit
+        self.portal.log_prediction(version, rows=rows, latency_s=time.perf_counter() - start, error=error,
+                                   feeds=feeds, cache_hit=hit, caller=caller, source="api")
 
     def _run(self, version: ModelVersion, feeds: Feeds, run_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         return run_feeds(self.session(version), feeds, chunk_rows=self.portal.settings.chunk_rows,
