@@ -24,7 +24,6 @@ import pandas as pd
 
 from . import compress, measure
 from .advice import Advice, advise, check_settings
-from .auth import require
 from .datasets import DataSet, load_data
 from .errors import InvalidModelError
 from .ingest.sandbox import run_worker
@@ -76,9 +75,9 @@ def create_variant(
         InvalidModelError: the method does not apply to this graph, or the build failed.
     """
     parent = portal.get(ref)
-    if portal.user is not None:  # a variant is a new version of the model: its owner's (or an admin's) to add
-        require(portal.user, "upload", model_owner=portal.get_model(parent.name).owner)
-        actor = portal.actor
+    portal.check("upload", parent)  # a variant is a new version of the model: its owner's (or an admin's) to add
+    if portal.user is not None:
+        actor = portal.actor  # a signed-in user is always the actor of their own changes
     given = {"per_channel": per_channel, "op_types": op_types, "calibration_method": calibration_method,
              "sparsity": sparsity, "block_ops": block_ops, "level": level}
     params = compress.check_params(method, given)
