@@ -14,7 +14,7 @@ from portal.errors import PortalError
 from portal.ui.render import chart
 from portal.ui.roles import why_not
 from portal.ui.session import current_portal
-from portal.ui.widgets import flash, pick, picked_ref, show_flash, shown_errors
+from portal.ui.widgets import flash, pick, picked_version, show_flash, shown_errors
 
 # session-state keys of this page (widgets)
 METHODS_KEY = "compare.methods"
@@ -53,14 +53,7 @@ st.title("Compare compressed variants")
 st.caption("Can this model be served smaller or faster without changing its answers? Create int8, fp16, pruned "
            "and optimized variants, measure them on the same rows, and promote the one that fits.")
 
-ref = picked_ref()
-if ref is None:
-    st.info("No models yet. Upload a model, or load the demo models from **Home**, then pick it in the sidebar.",
-            icon=":material/lightbulb:")
-    st.page_link("app_pages/home.py", label="Home", icon=":material/home:")
-    st.stop()
-with shown_errors(stop=True):
-    version = portal.get(ref)
+version = picked_version(portal)
 chain = variants.lineage(portal, version.ref)
 lineage = " ← ".join(v.ref + (f" ({v.method})" if v.method else "") for v in chain)
 st.markdown(f"#### {version.ref}" + (f" · variant lineage: {lineage}" if version.parent else ""))

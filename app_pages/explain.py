@@ -16,19 +16,13 @@ from portal.ui.explain_panels import (
     whatif_panel,
 )
 from portal.ui.session import current_portal
-from portal.ui.widgets import picked_ref, show_flash, shown_errors
+from portal.ui.widgets import picked_version, show_flash
 
 portal = current_portal()
 warm_up_shap()  # a no-op once shap is compiled; otherwise it compiles while the user looks around
 show_flash()
 st.title("Explain")
-ref = picked_ref()
-if ref is None:
-    st.info("No models yet. Upload one, or load the demo models from **Home**, then pick it in the sidebar.",
-            icon=":material/lightbulb:")
-    st.stop()
-with shown_errors(stop=True):
-    version = portal.get(ref)
+version = picked_version(portal)
 st.caption(f"Why {version.ref} answers what it does: SHAP attributions over the portal's own predictions. "
            "Each explanation is checked (base value + attributions = output) and cached.")
 mode = views.input_mode(version)

@@ -7,18 +7,12 @@ import streamlit as st
 from portal import monitor
 from portal.ui.monitor_panels import drift_panel, errors_panel, metric_tiles, pick_scope, pick_window, traffic_panel
 from portal.ui.session import current_portal
-from portal.ui.widgets import picked_ref, show_flash, shown_errors
+from portal.ui.widgets import picked_version, show_flash, shown_errors
 
 portal = current_portal()
 show_flash()
 st.title("Monitor")
-ref = picked_ref()
-if ref is None:
-    st.info("No models yet. Upload one, or load the demo models from **Home**, then pick it in the sidebar.",
-            icon=":material/lightbulb:")
-    st.stop()
-with shown_errors(stop=True):
-    version = portal.get(ref)
+version = picked_version(portal)
 if portal.monitor is None:
     st.warning("The prediction log is off (`PORTAL_MONITOR=off`): new predictions are not recorded.",
                icon=":material/visibility_off:")

@@ -7,20 +7,11 @@ import streamlit as st
 from portal import views
 from portal.ui.predict_panels import batch_panel, form_panel, image_panel, tensor_panel
 from portal.ui.session import current_portal
-from portal.ui.widgets import picked_ref, show_flash, shown_errors
+from portal.ui.widgets import picked_version, show_flash
 
 portal = current_portal()
 show_flash()
-ref = picked_ref()
-if ref is None:
-    st.title("Predict")
-    st.info("No models yet. Upload one, or load the demo models from **Home**, then pick it in the sidebar.",
-            icon=":material/lightbulb:")
-    st.page_link("app_pages/home.py", label="Home", icon=":material/home:")
-    st.stop()
-
-with shown_errors(stop=True):
-    version = portal.get(ref)
+version = picked_version(portal, title="Predict")
 mode = views.input_mode(version)
 
 st.title(f"Predict with {version.ref}")

@@ -11,7 +11,7 @@ import streamlit as st
 
 from ..core import Portal
 from ..errors import PortalError
-from ..registry import ModelSummary
+from ..registry import ModelSummary, ModelVersion
 from ..views import FeatureField
 from . import keys
 
@@ -26,6 +26,7 @@ __all__ = [
     "pick",
     "picked_model",
     "picked_ref",
+    "picked_version",
     "show_flash",
     "shown_errors",
     "version_key",
@@ -171,6 +172,24 @@ def show_flash() -> None:
     if message:
         kind, text = message
         {"success": st.success, "info": st.info, "warning": st.warning}.get(kind, st.info)(text)
+
+
+def picked_version(portal: Portal, *, title: str | None = None) -> ModelVersion:
+    """The version picked in the sidebar; with nothing to pick, say how to get a model and stop the page.
+
+    ``title`` is shown above that message (pages that title themselves after the version).
+    """
+    ref = picked_ref()
+    if ref is None:
+        if title:
+            st.title(title)
+        st.info("No models yet. Upload one, or load the demo models from **Home**, then pick it in the sidebar.",
+                icon=":material/lightbulb:")
+        st.page_link("app_pages/home.py", label="Home", icon=":material/home:")
+        st.stop()
+    with shown_errors(stop=True):
+        return portal.get(ref)
+    raise AssertionError("unreachable: shown_errors(stop=True) stops the page")
 
 
 @contextlib.contextmanager
