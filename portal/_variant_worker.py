@@ -1,7 +1,8 @@
 """The sandboxed child of variants and measurements: ``python -m portal._variant_worker JOB.json PROGRESS_FD``.
 
-Started by :func:`portal.ingest.sandbox.run_worker` (same limits, same guard
-against process creation and writes outside the scratch folder as ingest).
+Started by :func:`portal.ingest.sandbox.run_worker` (same limits, same kernel confinement
+and guard as ingest: it reads only the models and data it was given, writes only its
+scratch folder, has no network).
 Three kinds of job:
 
     compress   build one variant file          (portal.compress.build_variant)
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from portal.errors import PortalError
-from portal.ingest._worker import apply_limits, install_guard
+from portal.ingest._worker import apply_limits, confine_job, install_guard
 from portal.ingest.onnx_check import first_line, is_memory_failure
 
 
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[1]).read_text())
     apply_limits(job["limits"])
     fd = int(argv[2])
+    confine_job(job)  # ONNX graphs only here: where the kernel cannot confine, the audit hook still holds
     install_guard(Path(job["scratch"]))
 
     def progress(stage: str) -> None:

@@ -118,7 +118,7 @@ def _build_and_register(portal: Portal, parent: ModelVersion, method: str, param
         if data is not None:
             job["calibration"] = str(compress.save_arrays(data.arrays, scratch / "calibration.npz"))
         result = run_worker(job, scratch=scratch, settings=portal.settings, progress=progress,
-                            worker=_WORKER, activity=f"building the {method} variant")
+                            worker=_WORKER, activity=f"building the {method} variant", reads=[job["src"]])
         blob = portal.store.adopt(_fsynced(scratch / result["model"]))
         meta = {k: v for k, v in parent.meta.items() if k not in ("variant", "parent_deleted")}
         meta["variant"] = {"notes": result["notes"], "stats": result["stats"]}
@@ -189,8 +189,10 @@ def measure_versions(
 
 def _run_child(portal: Portal, scratch: Path, job: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
     scratch.mkdir()
+    feeds = job["feeds"].values() if isinstance(job["feeds"], dict) else [job["feeds"]]
+    reads = [*job.get("models", [job.get("model")]), *feeds]
     result = run_worker(job, scratch=scratch, settings=portal.settings, progress=progress, worker=_WORKER,
-                        activity="measuring the model")
+                        activity="measuring the model", reads=reads)
     if "outputs" in result:
         result["arrays"] = compress.load_arrays(Path(result["outputs"]))
     return result

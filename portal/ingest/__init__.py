@@ -109,7 +109,7 @@ def ingest_file(
             "max_upload_bytes": settings.max_upload_bytes,
             "max_zip_ratio": settings.max_zip_ratio,
         }
-        result = run_worker(job, scratch=scratch, settings=settings, progress=progress)
+        result = run_worker(job, scratch=scratch, settings=settings, progress=progress, reads=[src])
         os.replace(scratch / result["model"], target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -1,9 +1,12 @@
 """The sandboxed child: ``python -m portal.ingest._worker JOB.json PROGRESS_FD``.
 
-It limits its own resources before touching the upload, blocks process
-creation and writes outside its scratch folder (an audit hook: defence in depth,
-not a security boundary), detects the format, converts and checks the model,
-runs it once, and writes the result as JSON. Errors travel as
+It limits its own resources and asks the kernel to confine it (Landlock + seccomp, see
+:mod:`portal.ingest.confine`: read only the upload and the libraries, write only the
+scratch folder, no network, no exec) before touching the upload; an audit hook also
+blocks process creation and writes outside scratch (defence in depth, not the boundary).
+Then it detects the format, converts and checks the model, runs it once, and writes
+the result as JSON. PyTorch formats run the model's own code during conversion, so
+they are refused where the kernel cannot confine the child. Errors travel as
 ``{"type", "message"}``; the parent re-raises them.
 """
 
@@ -24,6 +27,7 @@ import onnx
 from portal.config import Settings
 from portal.errors import InvalidModelError, PortalError, UnsupportedFormatError
 from portal.ingest import onnx_check
+from portal.ingest.confine import Confinement, ConfinementError, confine
 from portal.ingest.detect import SAFE_EXPORT_HINT, check_zip, extract_zip, parse_onnx, sniff
 from portal.ingest.onnx_check import Conversion, first_line
 from portal.modelinfo import describe_model
@@ -62,6 +66,8 @@ class _Context:
         self.input_shape: list[int] | None = job.get("input_shape")
         self.settings = Settings(max_upload_bytes=job["max_upload_bytes"], max_zip_ratio=job["max_zip_ratio"])
         self.timings: dict[str, float] = {}
+        self.confinement: Confinement | None = None
+        self.unconfined_reason = ""
         self._progress_fd = progress_fd
 
     def progress(self, stage: str) -> None:
@@ -104,6 +110,15 @@ def apply_limits(limits: dict[str, int]) -> None:
     _cap(resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 5)
     _cap(resource.RLIMIT_FSIZE, limits["file_bytes"], limits["file_bytes"])
     _cap(resource.RLIMIT_CORE, 0, 0)
+
+
+def confine_job(job: dict[str, Any]) -> tuple[Confinement | None, str]:
+    """Confine this process to the job's files by the kernel; return what holds, or why nothing does."""
+    reads = [Path(p) for p in job.get("confine", {}).get("read", [])]
+    try:
+        return confine(read=reads, write=[Path(job["scratch"])]), ""
+    except ConfinementError as exc:
+        return None, str(exc)
 
 
 def install_guard(scratch: Path) -> None:
@@ -205,6 +220,13 @@ def _import_torch_convert() -> Any:
 
 
 def _from_torch(ctx: _Context, _model: None, exported: bool) -> tuple[onnx.ModelProto, Conversion]:
+    if ctx.confinement is None:
+        raise UnsupportedFormatError(
+            "PyTorch uploads (TorchScript, .pt2) run the model's own code while they are converted, and this "
+            f"server cannot confine that code by the kernel ({ctx.unconfined_reason}); export the model to ONNX "
+            "yourself (torch.onnx.export) and upload the .onnx file, or ask an admin to run the portal on "
+            "Linux >= 5.13 with Landlock enabled"
+        )
     ctx.progress("validated")
     torch_convert = _import_torch_convert()
 
@@ -281,9 +303,12 @@ def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[1]).read_text())
     apply_limits(job["limits"])
     ctx = _Context(job, int(argv[2]))
+    ctx.confinement, ctx.unconfined_reason = confine_job(job)
     install_guard(ctx.scratch)
     try:
-        text = json.dumps({"ok": True, **ingest(ctx)})  # inside the try: a report that is not JSON is a refusal too
+        report = ingest(ctx)
+        report["confinement"] = ctx.confinement.describe() if ctx.confinement else f"none ({ctx.unconfined_reason})"
+        text = json.dumps({"ok": True, **report})  # inside the try: a report that is not JSON is a refusal too
     except Exception as exc:  # noqa: BLE001 - everything, MemoryError included, travels back as JSON
         text = json.dumps({"ok": False, "error": _error(exc)})
     result = Path(job["result"])

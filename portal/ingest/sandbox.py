@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,14 @@ def sandbox_limits(settings: Settings) -> dict[str, int]:
     }
 
 
+# what the child inherits from the server's environment: never PORTAL_* (keys, database
+# URLs, tokens), since a graph that may read /proc/self/environ could bake them into its output
+_ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PORTAL_SANDBOX_LANDLOCK")
+
+
 def _child_env(scratch: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith("LC_")}
     tmp = scratch / "tmp"
     tmp.mkdir(exist_ok=True)
     path = env.get("PYTHONPATH")
@@ -55,6 +61,7 @@ def _child_env(scratch: Path) -> dict[str, str]:
         TMPDIR=str(tmp),
         XDG_CACHE_HOME=str(tmp),
         TORCHINDUCTOR_CACHE_DIR=str(tmp),
+        HOME=str(tmp),
         OPENBLAS_NUM_THREADS="1",
     )
     return env
@@ -140,12 +147,15 @@ def run_worker(
     progress: Callable[[str], None] | None = None,
     worker: str = INGEST_WORKER,
     activity: str = "ingesting the model",
+    reads: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Run ``job`` in the sandboxed worker; return its result or raise the error it reported.
 
     ``worker`` is the module run as ``python -m WORKER JOB.json PROGRESS_FD`` (the ingest
     worker by default; :mod:`portal.variants` runs its own); ``activity`` names the work
-    in the timeout message.
+    in the timeout message. ``reads`` are the files outside ``scratch`` the child may read
+    (the upload, the models it measures): the kernel confines it to those, the Python
+    installation and ``scratch`` (see :mod:`portal.ingest.confine`).
 
     Raises:
         SandboxError: the child hit the memory, CPU-time or wall-clock limit, or died.
@@ -153,7 +163,8 @@ def run_worker(
     """
     result_path = scratch / "result.json"
     job_path = scratch / "job.json"
-    job = {**job, "scratch": str(scratch), "result": str(result_path), "limits": sandbox_limits(settings)}
+    job = {**job, "scratch": str(scratch), "result": str(result_path), "limits": sandbox_limits(settings),
+           "confine": {"read": [str(Path(p).resolve()) for p in reads]}}
     job_path.write_text(json.dumps(job))
     read_fd, write_fd = os.pipe()
     try:
