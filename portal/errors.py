@@ -4,6 +4,7 @@ Every error a user can cause is a ``PortalError`` carrying the HTTP status the
 REST API answers with and a message that says what was wrong and how to fix it.
 
     PortalError (500)
+    ├── CorruptBlobError (500)             a stored file no longer matches its sha256
     ├── InvalidInputError (400)            bad prediction input, bad argument
     │   ├── InvalidNameError (400)         model name / alias / reference malformed
     │   └── InvalidModelError (422)        upload refused: not a model, broken, unsafe
@@ -25,6 +26,7 @@ __all__ = [
     "AuthenticationError",
     "BusyError",
     "ConflictError",
+    "CorruptBlobError",
     "InferenceTimeoutError",
     "InputShapeRequiredError",
     "InvalidInputError",
@@ -48,6 +50,25 @@ class PortalError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class CorruptBlobError(PortalError):
+    """A stored blob no longer hashes to its name: it changed on disk and is never served.
+
+    500, not 503: retrying cannot help (an admin must restore the file), and the
+    REST API logs every 500 so the admin sees it.
+    """
+
+    status = 500
+
+    @classmethod
+    def for_blob(cls, sha256: str, *, label: str | None = None) -> CorruptBlobError:
+        """The error for blob ``sha256``, named ``label`` (``name:version``) when known."""
+        what = f"model file for {label}" if label else f"stored file {sha256[:12]}"
+        return cls(
+            f"{what} is corrupt (sha256 mismatch); an admin should run `portal fsck --verify` "
+            "and restore it from a backup"
+        )
 
 
 class InvalidInputError(PortalError, ValueError):

@@ -5,6 +5,9 @@ only debris is (a) blobs no row references and (b) staging files in ``tmp/``.
 Both are collected once they are older than a grace period, so an upload that
 another process is finishing right now is never touched.  A referenced blob is
 never deleted: a missing or corrupted one is reported for a human to restore.
+With ``verify`` every blob in the store, referenced or not, is re-hashed: a blob
+whose content no longer matches its sha256 name is corrupted (the session cache
+refuses to load it too, see :mod:`portal.runtime`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import NotFoundError
 from .registry import Registry
 from .store import BlobStore
 
@@ -60,6 +64,17 @@ def _age(path: Path, now: float) -> float:
         return 0.0
 
 
+def _corrupted(store: BlobStore, shas: set[str]) -> list[str]:
+    bad = []
+    for sha in sorted(shas):
+        try:
+            if not store.verify(sha):
+                bad.append(sha)
+        except NotFoundError:
+            pass  # deleted since it was listed: nothing left to be corrupt
+    return bad
+
+
 def fsck(
     store: BlobStore,
     registry: Registry,
@@ -68,7 +83,11 @@ def fsck(
     verify: bool = False,
     grace_seconds: float = GRACE_SECONDS,
 ) -> FsckReport:
-    """Compare blobs with registry rows; with ``repair`` collect debris older than the grace period."""
+    """Compare blobs with registry rows; with ``repair`` collect debris older than the grace period.
+
+    With ``verify`` every blob is re-hashed and any whose content does not match
+    its name is reported in ``corrupted`` (never deleted, unless it is also an orphan).
+    """
     now = time.time()
     report = FsckReport()
     referenced = registry.referenced_blobs()
@@ -76,7 +95,7 @@ def fsck(
     report.blobs, report.referenced = len(present), len(referenced)
     report.missing = sorted(referenced - present)
     if verify:
-        report.corrupted = sorted(sha for sha in referenced & present if not store.verify(sha))
+        report.corrupted = _corrupted(store, present)
     for sha in sorted(present - referenced):
         written = store.modified(sha)
         # a backend that keeps no timestamps never has its orphans collected (never wrongly either)

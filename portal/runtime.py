@@ -4,10 +4,16 @@
 drops the cache's reference: a run in flight holds its own reference to the
 ``LoadedSession`` and finishes normally.  Loads of the same key are serialized
 so two threads asking for a cold model load it once.
+
+A model file is checked against its sha256 once, when it is loaded into the
+cache (never per prediction): a loader's path is hashed here, a loader's bytes
+come from ``BlobStore.read_bytes``, which checks them.  A mismatch raises
+``CorruptBlobError`` and nothing is cached.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -19,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .errors import InvalidModelError
+from .errors import CorruptBlobError, InvalidModelError
 from .modelinfo import dummy_feeds
 
 __all__ = ["CacheStats", "LoadedSession", "SessionCache", "SessionConfig"]
@@ -87,6 +93,23 @@ class CacheStats:
 
 
 ModelLoader = Callable[[], bytes | Path]
+"""Returns the model: a local path (checked against the cache key's sha256 here) or
+bytes the loader has already checked (``BlobStore.read_bytes`` does)."""
+
+
+def _check_file(path: Path, sha256: str) -> None:
+    """Refuse ``path`` unless its content hashes to ``sha256``.
+
+    onnxruntime then opens the path itself (a second, page-cache read): handed
+    bytes instead, it keeps them alive as long as the session, doubling the
+    memory of every cached model (see bench/blob_verify.py for both costs).  The
+    file could change between the two reads only by someone who can write
+    PORTAL_HOME, and they can rewrite the unauthenticated database anyway.
+    """
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if digest != sha256:
+        raise CorruptBlobError.for_blob(sha256)
 
 
 class SessionCache:
@@ -111,8 +134,16 @@ class SessionCache:
         size_bytes: int,
         signature: dict[str, Any] | None = None,
         config: SessionConfig = SessionConfig(),
+        label: str | None = None,
     ) -> LoadedSession:
-        """The session for ``blob_sha``, loading it with ``load()`` on a miss."""
+        """The session for ``blob_sha``, loading it with ``load()`` on a miss.
+
+        Args:
+            label: how errors name the model (``name:version``); default its blob's hash.
+
+        Raises:
+            CorruptBlobError: the model file does not hash to ``blob_sha`` (nothing is cached).
+        """
         key = (blob_sha, config)
         with self._lock:
             entry = self._entries.get(key)
@@ -132,7 +163,7 @@ class SessionCache:
                     return entry
                 self._misses += 1
                 self._last.hit = False
-            entry = self._load(key, load, size_bytes, signature)
+            entry = self._load(key, load, size_bytes, signature, label)
             with self._lock:
                 self._entries[key] = entry
                 self._loads += 1
@@ -147,9 +178,17 @@ class SessionCache:
         load: ModelLoader,
         size_bytes: int,
         signature: dict[str, Any] | None,
+        label: str | None = None,
     ) -> LoadedSession:
         start = time.perf_counter()
-        source = load()
+        try:
+            source = load()
+            if isinstance(source, Path):
+                _check_file(source, key[0])
+        except CorruptBlobError:
+            if label is None:
+                raise
+            raise CorruptBlobError.for_blob(key[0], label=label) from None  # the same error, named
         config = key[1]
         try:
             session = ort.InferenceSession(

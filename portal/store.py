@@ -5,6 +5,8 @@ staging on the same filesystem, so a finished file is ``os.replace``d into place
 and a reader never sees a half-written blob.  The blob bytes go through a
 :class:`~portal.blobfs.BlobFS`: that directory by default, or any fsspec
 filesystem named by ``PORTAL_BLOB_URL`` (staging stays in the local ``tmp/``).
+:meth:`BlobStore.read_bytes` checks the content against its name, so a blob
+changed where it is stored is refused, never used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import BinaryIO
 
 from . import blobfs
 from .crypto import MAGIC, BlobCipher, IntegrityError
-from .errors import NotFoundError, PayloadTooLargeError, PortalError
+from .errors import CorruptBlobError, NotFoundError, PayloadTooLargeError, PortalError
 
 __all__ = ["BlobInfo", "BlobStore", "receive_stream"]
 
@@ -110,7 +112,19 @@ class BlobStore:
             raise _missing(sha256) from None
 
     def read_bytes(self, sha256: str) -> bytes:
-        """The blob's content, decrypted in memory when the store is encrypted."""
+        """The blob's content (decrypted in memory on an encrypted store), checked against its name.
+
+        Raises:
+            CorruptBlobError: the content no longer hashes to ``sha256``.
+        """
+        data = self._plaintext(sha256)
+        # GCM already refuses a tampered ciphertext; the hash also catches a blob
+        # re-encrypted under this name by someone holding the key.
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise CorruptBlobError.for_blob(sha256)
+        return data
+
+    def _plaintext(self, sha256: str) -> bytes:
         with self.open(sha256) as fh:
             data = fh.read()
         if data.startswith(MAGIC):
@@ -215,7 +229,7 @@ class BlobStore:
 
     def rewrite(self, sha256: str, new_cipher: BlobCipher | None) -> None:
         """Re-encrypt one blob with ``new_cipher`` (None: store it in plaintext), atomically."""
-        plaintext = self.read_bytes(sha256)
+        plaintext = self._plaintext(sha256)  # unchecked: rotation moves bytes, fsck --verify judges them
         staged = self.tmp_root / f"blob-{uuid.uuid4().hex}.part"
         try:
             with open(staged, "wb") as out:
@@ -269,9 +283,10 @@ class BlobStore:
             with self.open(sha256) as fh:
                 return _hash_stream(fh).sha256 == sha256
         try:
-            return hashlib.sha256(self.read_bytes(sha256)).hexdigest() == sha256
+            self.read_bytes(sha256)
         except (IntegrityError, PortalError):
             return False
+        return True
 
     @contextlib.contextmanager
     def staging(self, prefix: str = "stage") -> Iterator[Path]:
