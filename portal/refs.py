@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 from .errors import InvalidNameError
 
-__all__ = ["ModelRef", "check_alias", "check_name"]
+__all__ = ["ModelRef", "check_alias", "check_name", "is_version_number"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+# not str.isdigit(): it accepts "²" and "٣", which int() refuses or reads as another number
+_VERSION = re.compile(r"[0-9]{1,10}")
+_MAX_VERSION = 2**31  # the registry's version column is a 32-bit integer on PostgreSQL
 _NAME_RULE = "1-128 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
@@ -33,6 +36,11 @@ def check_alias(alias: str) -> str:
             "starting with a letter ('latest' is reserved)"
         )
     return alias
+
+
+def is_version_number(text: str) -> bool:
+    """Whether ``text`` is written like a version number: ASCII digits 0-9 only."""
+    return _VERSION.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -59,10 +67,10 @@ class ModelRef:
         if ":" in text:
             name, _, number = text.partition(":")
             check_name(name)
-            if not number.isdigit() or int(number) < 1:
+            if not is_version_number(number) or not 1 <= int(number) < _MAX_VERSION:
                 raise InvalidNameError(
                     f"invalid version {_printable(number)!r} in {_printable(text)!r}: "
-                    "versions are positive integers, e.g. name:3"
+                    "versions are positive integers written with the digits 0-9, e.g. name:3"
                 )
             return cls(name, version=int(number))
         return cls(check_name(text))

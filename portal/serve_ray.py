@@ -56,7 +56,7 @@ def _env_int(env: dict[str, str], name: str, default: int | None) -> int | None:
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    if not re.fullmatch(r"[0-9]{1,18}", raw) or int(raw) < 1:  # not str.isdigit(): it accepts "²", int() refuses it
         raise ValueError(f"{name} must be a whole number of at least 1 (not {raw!r})")
     return int(raw)
 
@@ -362,9 +362,10 @@ class PortalIngress:
     @_typed(path=str, request=Request, return_=None)
     async def forward(self, path: str, request: Request) -> Response:
         model_id = await asyncio.to_thread(self.model_id, request.url.path)
-        length = request.headers.get("content-length", "")
+        length = request.headers.get("content-length", "").strip()
         # too large: forward the headers only, and the replica's Guard answers 413 from Content-Length
-        oversized = length.strip().isdigit() and int(length) > self.max_body
+        # (0-9 only: str.isdigit() accepts "²", which int() refuses)
+        oversized = re.fullmatch(r"[0-9]+", length) is not None and (len(length) > 18 or int(length) > self.max_body)
         message = {
             "method": request.method, "path": request.url.path, "query": request.url.query.encode(),
             "headers": _hop_headers(request), "body": b"" if oversized else await request.body(),

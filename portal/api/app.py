@@ -43,9 +43,14 @@ Roles: **viewer** (read, infer), **analyst** (also upload; alias, edit and delet
 
 
 def _metrics(request: Request) -> Response:
+    """Prometheus text for any token; models the caller may not see are not named (see ``metrics``)."""
     ctx = context(request)
     ctx.allow(request, "read")
-    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    portal = ctx.portal_for(request)
+    visible = None
+    if not portal.can("admin"):
+        visible = {m.name for m in portal.list_models()}.__contains__
+    return Response(ctx.metrics.render(visible=visible), media_type=CONTENT_TYPE_LATEST)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -98,9 +103,10 @@ def create_app(portal: Portal, *, settings: ApiSettings | None = None, owns_port
     app.add_api_route("/metrics", _metrics, methods=["GET"], summary="Prometheus metrics", tags=["Observability"],
                       response_class=Response, responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     app.add_middleware(
-        Guard, metrics=ctx.metrics, counter=ctx, max_concurrency=settings.max_concurrency,
-        retry_after=settings.retry_after_seconds, max_body_bytes=settings.max_body_bytes,
-        max_upload_bytes=portal.settings.max_upload_bytes,
+        Guard, metrics=ctx.metrics, counter=ctx, authenticate=ctx.authenticate,
+        max_concurrency=settings.max_concurrency, retry_after=settings.retry_after_seconds,
+        max_body_bytes=settings.max_body_bytes, max_upload_bytes=portal.settings.max_upload_bytes,
+        body_timeout=settings.body_timeout_seconds,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -21,9 +21,9 @@ from starlette.requests import Request
 
 from ..auth import Auth, User, require
 from ..core import Portal
-from ..errors import AuthenticationError, InferenceTimeoutError, PayloadTooLargeError
+from ..errors import AuthenticationError, InferenceTimeoutError, InvalidNameError, PayloadTooLargeError
 from ..predict import Prediction, run_feeds
-from ..refs import ModelRef
+from ..refs import ModelRef, is_version_number
 from ..registry import ModelVersion
 from ..runtime import LoadedSession, SessionConfig
 from ..signature import Feeds, fixed_batch
@@ -102,19 +102,43 @@ class ApiContext:
         return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=self._limiter)
 
     # -- who --------------------------------------------------------------
+    @staticmethod
+    def bearer_token(header: str | None) -> str | None:
+        """The token of an ``Authorization`` header; None without the header.
+
+        Raises:
+            AuthenticationError: a header that is not ``Bearer <token>``.
+        """
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthenticationError("use 'Authorization: Bearer <token>'")
+        return value.strip()
+
+    async def authenticate(self, header: str | None) -> User:
+        """The user of an ``Authorization`` header: the Guard's check before a request takes a slot.
+
+        On a local SQLite file the lookup (one indexed read; WAL, so no writer
+        blocks it) runs on the event loop, as inline requests do; on a server
+        database, in a worker thread.
+
+        Raises:
+            AuthenticationError: no token, a malformed header, an unknown or revoked token, a disabled user.
+        """
+        token = self.bearer_token(header)
+        if self._local_db:
+            return self.auth.authenticate(token)
+        return await anyio.to_thread.run_sync(self.auth.authenticate, token)
+
     def user(self, request: Request) -> User:
-        """The user of the request's bearer token (checked against the database now)."""
-        header = request.headers.get("authorization")
-        token = None
-        if header:
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise AuthenticationError("use 'Authorization: Bearer <token>'")
-            token = value.strip()
-        user = self.auth.authenticate(token)
+        """The user of the request's bearer token, as the Guard found it (else checked against the database now)."""
         state = request.scope.setdefault("state", {})
-        state["user"] = user.name
-        state["portal_user"] = user
+        user: User | None = state.get("portal_user")
+        if user is None:
+            user = self.auth.authenticate(self.bearer_token(request.headers.get("authorization")))
+            state["user"] = user.name
+            state["portal_user"] = user
         return user
 
     def allow(self, request: Request, action: str, *, model_owner: str | None = None) -> User:
@@ -143,10 +167,21 @@ class ApiContext:
 
     @staticmethod
     def version_ref(name: str, version: str | None) -> str:
-        """``name``, ``name:3`` or ``name@alias`` from a path's name and version segments."""
+        """``name``, ``name:3`` or ``name@alias`` from a path's name and version segments.
+
+        Raises:
+            InvalidNameError: the segment is neither a number written with 0-9 nor shaped like an alias.
+        """
         if version is None:
             return name
-        return f"{name}:{version}" if version.isdigit() else f"{name}@{version}"
+        if is_version_number(version):
+            return f"{name}:{version}"
+        if version[:1].isascii() and version[:1].isalpha():
+            return f"{name}@{version}"  # ModelRef.parse checks the rest of the alias
+        raise InvalidNameError(
+            f"invalid version {version[:80]!r} of model {name!r}: use a version number written with the digits "
+            "0-9 (.../versions/3) or an alias (.../versions/production)"
+        )
 
     # -- predict ------------------------------------------------------------
     def predict(

@@ -37,6 +37,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _doc("No token, or an invalid or revoked one"),
     403: _doc("The token's role does not allow this"),
     404: _doc("No such model, version, alias, user or token"),
+    408: _doc("The request body stopped arriving for PORTAL_API_BODY_TIMEOUT_S seconds"),
     413: _doc("Body or batch over the limit"),
     503: _doc("Too many requests in flight; retry after Retry-After seconds"),
 }

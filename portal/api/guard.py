@@ -1,11 +1,16 @@
-"""The outermost ASGI layer: request ids, limits, metrics, access log, last-resort errors.
+"""The outermost ASGI layer: request ids, authentication, limits, metrics, access log, last-resort errors.
 
 Per request, in order: a request id (the client's ``X-Request-ID`` when it is
-sane, else a new one); the concurrency limit (503 + ``Retry-After``); the size
-of the headers (431); the body limit, answered from ``Content-Length`` before a
-byte of the body is read and enforced again while counting a chunked body; then
-the app.  Whatever happens, one JSON access-log line and the metrics are
-written, and an exception no handler took becomes ``{"error": "internal error, see server log (request id ...)"}``
+sane, else a new one); the size of the headers (431); the bearer token (401;
+on ``/api/...``, ``/v2/models/...`` and ``/metrics``, the routes that need one); the body
+limit, answered from ``Content-Length`` (413); the concurrency limit (503 +
+``Retry-After``; health and ``/metrics`` are outside it); then the app.  All of
+these are answered from the headers alone, before a byte of the body is read,
+so a client without a valid token never holds a slot.  While the app reads the
+body, the limit is enforced again (a chunked body is counted) and each piece
+must arrive within the body timeout (408), so a stalled client gives its slot
+back.  Whatever happens, one JSON access-log line and the metrics are written,
+and an exception no handler took becomes ``{"error": "internal error, see server log (request id ...)"}``
 with a 500; the traceback goes to the server log only.
 """
 
@@ -16,20 +21,29 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import PortalError
 from .metrics import ApiMetrics
 
-__all__ = ["BodyTooLargeError", "Guard", "access_logger"]
+__all__ = ["BodyTimeoutError", "BodyTooLargeError", "Guard", "access_logger"]
 
 access_logger = logging.getLogger("portal.access")
 _log = logging.getLogger("portal.api")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _UNLIMITED = ("/v2/health/", "/metrics")
+# the paths of every route that needs a token, checked here before the request takes a slot; the
+# others (health, /v2, the docs, unknown paths) never read a body, so they are answered at once
+_PROTECTED_PREFIXES = ("/api/", "/v2/models/")
+_PROTECTED = frozenset({"/metrics"})
+_DIGITS = re.compile(r"[0-9]+")  # not str.isdigit(): it accepts "²", which int() refuses
+_CLOSE = (b"connection", b"close")
 _MAX_LOGGED_PATH = 300
 _IDLE_GAP_SECONDS = 0.0002
 # uvicorn's httptools parser has no header limit of its own (h11's is 16 KiB); browsers
@@ -42,6 +56,17 @@ class BodyTooLargeError(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(status_code=413, detail=_too_large(limit))
+
+
+class BodyTimeoutError(HTTPException):
+    """The next piece of the request body did not arrive in time (raised while the body is read)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            status_code=408,
+            detail=f"the request body stopped arriving: nothing came for {seconds:g} s; send the whole body "
+                   "without pausing (PORTAL_API_BODY_TIMEOUT_S sets the limit)",
+        )
 
 
 def _too_large(limit: int) -> str:
@@ -60,6 +85,11 @@ class _Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     started: bool = False
+    close: bool = False  # end the connection after the response (the body was not read to its end)
+
+
+def _protected(path: str) -> bool:
+    return path in _PROTECTED or path.startswith(_PROTECTED_PREFIXES)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -80,7 +110,13 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], headers: lis
 
 
 class Guard:
-    """Request id, concurrency and body limits, metrics, access log and the 500 of last resort."""
+    """Request id, authentication, concurrency and body limits, metrics, access log and the 500 of last resort.
+
+    Args:
+        authenticate: the user of an ``Authorization`` header (None: no header);
+            raises a ``PortalError`` (401) for a missing or invalid token.
+        body_timeout: seconds to wait for each piece of a request body.
+    """
 
     def __init__(
         self,
@@ -88,17 +124,21 @@ class Guard:
         *,
         metrics: ApiMetrics,
         counter: Any,
+        authenticate: Callable[[str | None], Awaitable[Any]],
         max_concurrency: int,
         retry_after: int,
         max_body_bytes: int,
         max_upload_bytes: int,
+        body_timeout: float,
     ) -> None:
         self.app = app
         self.metrics = metrics
+        self.authenticate = authenticate
         self.max_concurrency = max_concurrency
         self.retry_after = retry_after
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.body_timeout = body_timeout
         self.counter = counter  # its ``in_flight`` is the requests inside the limit, now
 
     def _limit_for(self, scope: Scope) -> int:
@@ -115,50 +155,93 @@ class Guard:
         ex = _Exchange(given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex)
         state = scope.setdefault("state", {})
         state["request_id"] = ex.request_id
-        counted = not scope["path"].startswith(_UNLIMITED)
         try:
-            if counted and self.counter.in_flight >= self.max_concurrency:
-                self.metrics.rejected.labels("busy").inc()
-                await self._refuse(send, ex, 503, f"the server is busy ({self.max_concurrency} requests in flight); "
-                                   f"retry in {self.retry_after} s",
-                                   [(b"retry-after", str(self.retry_after).encode()), (b"connection", b"close")])
-                return
-            await self._serve(scope, receive, send, ex, counted)
+            if await self._admit(scope, send, ex):
+                await self._serve(scope, receive, send, ex, counted=not scope["path"].startswith(_UNLIMITED))
         finally:
             self._finish(scope, ex, time.perf_counter() - start)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange, counted: bool) -> None:
+    async def _admit(self, scope: Scope, send: Send, ex: _Exchange) -> bool:
+        """Answer whatever the headers alone refuse (431, 401, 400, 413, 503); True to serve the request."""
         header_bytes = sum(len(key) + len(value) for key, value in scope.get("headers", ()))
         if header_bytes > MAX_HEADER_BYTES:
             self.metrics.rejected.labels("too_large").inc()
             await self._refuse(send, ex, 431, f"the request headers take {header_bytes:,} bytes, over the limit of "
-                               f"{MAX_HEADER_BYTES:,}; send shorter headers", [(b"connection", b"close")])
-            return
+                               f"{MAX_HEADER_BYTES:,}; send shorter headers", [_CLOSE])
+            return False
+        if _protected(scope["path"]) and not await self._authenticated(scope, send, ex):
+            return False
         limit = self._limit_for(scope)
         length = _header(scope, b"content-length")
         if length is not None:
-            if not length.strip().isdigit():
-                await self._refuse(send, ex, 400, "invalid Content-Length header", [(b"connection", b"close")])
-                return
-            if int(length) > limit:
+            length = length.strip()
+            if not _DIGITS.fullmatch(length):
+                await self._refuse(send, ex, 400, "invalid Content-Length header: send the body's size in bytes, "
+                                   "written with the digits 0-9", [_CLOSE])
+                return False
+            if len(length) > 18 or int(length) > limit:
                 self.metrics.rejected.labels("too_large").inc()
-                await self._refuse(send, ex, 413, _too_large(limit), [(b"connection", b"close")])
-                return
+                await self._refuse(send, ex, 413, _too_large(limit), [_CLOSE])
+                return False
+        if not scope["path"].startswith(_UNLIMITED) and self.counter.in_flight >= self.max_concurrency:
+            self.metrics.rejected.labels("busy").inc()
+            await self._refuse(send, ex, 503, f"the server is busy ({self.max_concurrency} requests in flight); "
+                               f"retry in {self.retry_after} s",
+                               [(b"retry-after", str(self.retry_after).encode()), _CLOSE])
+            return False
+        return True
+
+    async def _authenticated(self, scope: Scope, send: Send, ex: _Exchange) -> bool:
+        """Check the bearer token before the request takes a slot; False once refused (401)."""
+        try:
+            user = await self.authenticate(_header(scope, b"authorization"))
+        except PortalError as exc:
+            self.metrics.rejected.labels("unauthenticated").inc()
+            extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
+            await self._refuse(send, ex, exc.status, exc.message, [*extra, _CLOSE])
+            return False
+        except Exception:
+            _log.exception("authentication failed in %s %s (request id %s)", scope["method"], scope["path"][:200],
+                           ex.request_id)
+            await self._refuse(send, ex, 500, f"internal error, see server log (request id {ex.request_id})", [_CLOSE])
+            return False
+        state = scope["state"]
+        state["user"] = user.name
+        state["portal_user"] = user
+        return True
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange, *, counted: bool) -> None:
+        limit = self._limit_for(scope)
+        body_done = False
 
         async def counting_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                ex.bytes_in += len(message.get("body", b""))
-                if ex.bytes_in > limit:
-                    self.metrics.rejected.labels("too_large").inc()
-                    raise BodyTooLargeError(limit)
+            nonlocal body_done
+            if body_done:  # after the body only a disconnect comes, whenever the client leaves
+                return await receive()
+            try:
+                with anyio.fail_after(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                self.metrics.rejected.labels("slow_body").inc()
+                ex.close = True
+                raise BodyTimeoutError(self.body_timeout) from None
+            if message["type"] != "http.request":
+                body_done = True
+                return message
+            body_done = not message.get("more_body", False)
+            ex.bytes_in += len(message.get("body", b""))
+            if ex.bytes_in > limit:
+                self.metrics.rejected.labels("too_large").inc()
+                ex.close = True
+                raise BodyTooLargeError(limit)
             return message
 
         async def watching_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 ex.started = True
                 ex.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", ex.request_id.encode())]
+                extra = [(b"x-request-id", ex.request_id.encode()), *([_CLOSE] if ex.close else [])]
+                message["headers"] = [*message.get("headers", ()), *extra]
             elif message["type"] == "http.response.body":
                 ex.bytes_out += len(message.get("body", b""))
             await send(message)
@@ -174,9 +257,9 @@ class Guard:
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, counting_receive, watching_send)
-        except BodyTooLargeError as exc:
+        except (BodyTooLargeError, BodyTimeoutError) as exc:
             if not ex.started:
-                await self._refuse(send, ex, 413, exc.detail, [(b"connection", b"close")])
+                await self._refuse(send, ex, exc.status_code, exc.detail, [_CLOSE])
         except Exception:
             _log.exception("unhandled error in %s %s (request id %s)", scope["method"], scope["path"][:200], ex.request_id)
             if not ex.started:

@@ -3,11 +3,15 @@
 Per-model series are labelled only with models that resolved (an unknown name
 sent by a client never becomes a label), and routes are labelled with their
 template (``/v2/models/{name}/infer``), so the number of series stays bounded.
+Each scrape shows the names of the models its caller may see; the series of
+every other model (private to someone else, or deleted) are summed under
+``model="(hidden)"``, so ``/metrics`` never tells a name to someone who could
+not list it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -20,9 +24,13 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
-__all__ = ["ApiMetrics"]
+__all__ = ["HIDDEN", "ApiMetrics"]
+
+HIDDEN = "(hidden)"  # the model label of the series of models the caller may not see
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -49,6 +57,36 @@ class _CacheCollector(Collector):
         yield GaugeMetricFamily("portal_cache_max_bytes", "Byte budget of the session cache.", value=stats.max_bytes)
 
 
+class _Redacted(Collector):
+    """Another collector's metrics with the names of models ``visible`` refuses summed under ``HIDDEN``."""
+
+    def __init__(self, source: CollectorRegistry, visible: Callable[[str], bool]) -> None:
+        self.source = source
+        self.visible = visible
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            if not any("model" in sample.labels for sample in family.samples):
+                yield family
+                continue
+            merged: dict[tuple[str, tuple[tuple[str, str], ...]], Sample] = {}
+            for sample in family.samples:
+                labels = sample.labels
+                if "model" in labels and not self.visible(labels["model"]):
+                    labels = {**labels, "model": HIDDEN, "version": ""}
+                key = (sample.name, tuple(sorted(labels.items())))
+                seen = merged.get(key)
+                if seen is None:
+                    merged[key] = sample._replace(labels=labels, exemplar=None)
+                elif sample.name.endswith("_created"):  # a timestamp: the earliest, not a sum
+                    merged[key] = seen._replace(value=min(seen.value, sample.value))
+                else:
+                    merged[key] = seen._replace(value=seen.value + sample.value)
+            redacted = Metric(family.name, family.documentation, family.type, family.unit)
+            redacted.samples = list(merged.values())
+            yield redacted
+
+
 class ApiMetrics:
     """The counters, histograms and gauges the API updates."""
 
@@ -68,7 +106,8 @@ class ApiMetrics:
         )
         self.in_flight = Gauge("portal_http_requests_in_flight", "HTTP requests being served now.", registry=r)
         self.rejected = Counter(
-            "portal_http_rejected", "Requests refused by a limit (busy, too_large, timeout).", ["reason"], registry=r
+            "portal_http_rejected", "Requests refused by a limit (unauthenticated, too_large, busy, slow_body, timeout).",
+            ["reason"], registry=r,
         )
         self.model_requests = Counter(
             "portal_model_requests", "Requests per model version, route and status.",
@@ -119,5 +158,8 @@ class ApiMetrics:
                 children.append(self.model_errors.labels(model, v, route, code))
         return tuple(children)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, *, visible: Callable[[str], bool] | None = None) -> bytes:
+        """The Prometheus text; with ``visible``, models it refuses are summed under ``model="(hidden)"``."""
+        if visible is None:
+            return generate_latest(self.registry)
+        return generate_latest(_Redacted(self.registry, visible))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 
@@ -18,6 +19,8 @@ def _number(env: dict[str, str], name: str, default: float, *, allow_zero: bool 
         value = float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number (not {raw!r})") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number (not {raw!r})")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be positive (not {raw!r})")
     return value
@@ -42,12 +45,16 @@ class ApiSettings:
     less than ``inline_seconds`` of CPU per request so far, with a body under
     ``inline_body_bytes``, runs on the event loop instead: for such requests the
     hand-off to a thread and back costs more than the work (0 turns this off).
+    ``body_timeout_seconds`` is the longest the server waits for the next piece
+    of a request body (408 after it), so a stalled client cannot hold a
+    concurrency slot.
     """
 
     max_body_bytes: int = 64 * MIB
     max_batch_rows: int = 65_536
     max_concurrency: int = 64
     infer_timeout_seconds: float = 30.0
+    body_timeout_seconds: float = 30.0
     retry_after_seconds: int = 1
     intra_op_threads: int = 1
     infer_threads: int = field(default_factory=lambda: 2 * (os.cpu_count() or 1))
@@ -66,6 +73,7 @@ class ApiSettings:
             max_batch_rows=int(_number(env, "PORTAL_API_MAX_BATCH_ROWS", 65_536)),
             max_concurrency=int(_number(env, "PORTAL_API_MAX_CONCURRENCY", 64)),
             infer_timeout_seconds=_number(env, "PORTAL_API_INFER_TIMEOUT_S", 30.0),
+            body_timeout_seconds=_number(env, "PORTAL_API_BODY_TIMEOUT_S", 30.0),
             intra_op_threads=int(_number(env, "PORTAL_API_INTRA_OP_THREADS", 1, allow_zero=True)),
             infer_threads=int(_number(env, "PORTAL_API_INFER_THREADS", 2 * (os.cpu_count() or 1))),
             inline_seconds=_number(env, "PORTAL_API_INLINE_MS", 1.0, allow_zero=True) / 1000,
