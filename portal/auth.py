@@ -46,7 +46,7 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from .db import AuditRow, TokenRow, UserRow, utcnow
+from .db import AuditRow, ModelRow, TokenRow, UserRow, utcnow
 from .errors import (
     AuthenticationError,
     ConflictError,
@@ -147,27 +147,35 @@ def _check_role(role: str) -> str:
     return role
 
 
-def allowed(user: User, action: str, *, model_owner: str | None = None) -> bool:
-    """Whether ``user`` may do ``action`` (on a model owned by ``model_owner``, if any)."""
+def allowed(user: User, action: str, *, model_owner: str | None = None, model_owner_id: int | None = None) -> bool:
+    """Whether ``user`` may do ``action`` (on a model owned by ``model_owner``, if any).
+
+    Ownership is decided by the owner's user id when ``model_owner_id`` is given
+    (the library always gives it), else by the owner's current name.  A model
+    nobody owns (``model_owner=""``) is an admin's to change.
+    """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}")
     if user.role == "admin":
         return True
     if user.role == "analyst":
         if action in _OWNER_ACTIONS:
-            # A new model (no owner yet) may be uploaded; anything else needs ownership.
-            return model_owner == user.name or (action == "upload" and model_owner is None)
+            if model_owner is None and model_owner_id is None:
+                return action == "upload"  # a new model (no owner yet) may be uploaded
+            if model_owner_id is not None:
+                return model_owner_id == user.id
+            return bool(model_owner) and model_owner == user.name
         return action in _ANALYST
     return user.role == "viewer" and action in _VIEWER
 
 
-def require(user: User, action: str, *, model_owner: str | None = None) -> None:
+def require(user: User, action: str, *, model_owner: str | None = None, model_owner_id: int | None = None) -> None:
     """Raise PermissionDeniedError unless ``user`` may do ``action``.
 
     Raises:
         PermissionDeniedError: the role (or ownership of the model) does not allow it.
     """
-    if allowed(user, action, model_owner=model_owner):
+    if allowed(user, action, model_owner=model_owner, model_owner_id=model_owner_id):
         return
     if user.role == "analyst" and action in _OWNER_ACTIONS:
         raise PermissionDeniedError(
@@ -180,6 +188,16 @@ def require(user: User, action: str, *, model_owner: str | None = None) -> None:
 
 Actor = "str | User"
 _WRONG = "wrong user name or password"
+
+
+def _owns_models(name: str, models: list[str]) -> str:
+    shown = ", ".join(models[:5]) + (f" and {len(models) - 5} more" if len(models) > 5 else "")
+    count = f"{len(models)} model{'s' if len(models) != 1 else ''}"
+    return (
+        f"refused: {name} owns {count} ({shown}); choose who takes them over, e.g. "
+        f"`portal users delete {name} --reassign-to OTHER_USER` (REST: DELETE /api/users/{name}?reassign_to="
+        "OTHER_USER; Admin page: 'Give their models to')"
+    )
 
 
 class Auth:
@@ -324,11 +342,39 @@ class Auth:
                 self._audit(s, actor, "user.update", name, changed)
             return self._user(row)
 
-    def delete_user(self, name: str, *, actor: str | User) -> None:
-        """Delete a user and their tokens; the last active admin stays."""
+    def owned_models(self, name: str) -> list[str]:
+        """Names of the models ``name`` owns (what deleting them would have to hand over)."""
+        with Session(self.engine) as s:
+            return self._owned(s, self._user_row(s, name))
+
+    @staticmethod
+    def _owned(s: Session, row: UserRow) -> list[str]:
+        return list(s.scalars(select(ModelRow.name).where(ModelRow.owner_id == row.id).order_by(ModelRow.name)))
+
+    def delete_user(self, name: str, *, actor: str | User, reassign_to: str | None = None) -> list[str]:
+        """Delete a user and their tokens; the last active admin stays.
+
+        The models they own go to the user ``reassign_to``; without one, the
+        delete is refused while they own any.  Returns the names of the models
+        that changed owner.
+
+        Raises:
+            ConflictError: they own models and no ``reassign_to`` was given, or they are the last admin.
+            NotFoundError: no user ``name`` or ``reassign_to``.
+            InvalidInputError: ``reassign_to`` is the user being deleted.
+        """
+        if reassign_to is not None and reassign_to == name:
+            raise InvalidInputError(f"cannot give {name}'s models to {name}: choose another user to reassign them to")
         with self._write() as s:
             actor = self._actor(s, actor)
             row = self._user_row(s, name)
+            heir = self._user_row(s, reassign_to) if reassign_to is not None else None
+            owned = self._owned(s, row)
+            if owned and heir is None:
+                raise ConflictError(_owns_models(name, owned))
+            if owned and heir is not None:
+                s.execute(update(ModelRow).where(ModelRow.owner_id == row.id)
+                          .values(owner_id=heir.id, updated_at=utcnow()))
             was_admin = row.role == "admin" and not row.disabled
             tokens = s.scalar(select(func.count()).select_from(TokenRow).where(TokenRow.user_id == row.id))
             s.execute(delete(TokenRow).where(TokenRow.user_id == row.id))
@@ -336,7 +382,11 @@ class Auth:
             s.flush()
             if was_admin:
                 self._keep_an_admin(s, name)
-            self._audit(s, actor, "user.delete", name, {"role": row.role, "tokens": int(tokens or 0)})
+            detail: dict[str, Any] = {"role": row.role, "tokens": int(tokens or 0)}
+            if owned:
+                detail.update(models=len(owned), model_names=owned[:100], reassigned_to=heir.name if heir else None)
+            self._audit(s, actor, "user.delete", name, detail)
+            return owned
 
     @staticmethod
     def _keep_an_admin(s: Session, name: str) -> None:

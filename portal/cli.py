@@ -527,11 +527,18 @@ def users_update(
 
 @users_app.command("delete")
 @handles_errors
-def users_delete(name: Annotated[str, typer.Argument(help="User name")]) -> None:
-    """Delete a user and their tokens (their requests fail at once)."""
+def users_delete(
+    name: Annotated[str, typer.Argument(help="User name")],
+    reassign_to: Annotated[str | None, typer.Option(
+        "--reassign-to", metavar="USER", help="Give the models they own to this user (needed while they own any)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a user and their tokens (their requests fail at once); their models go to --reassign-to."""
     auth, actor = _auth()
-    auth.delete_user(name, actor=actor)
-    typer.echo(f"deleted user {name}")
+    moved = auth.delete_user(name, actor=actor, reassign_to=reassign_to)
+    moved_text = f"; {len(moved)} model(s) now belong to {reassign_to}: {', '.join(moved)}" if moved else ""
+    _emit({"deleted": name, "reassigned_to": reassign_to if moved else None, "models": moved}, as_json,
+          lambda: f"deleted user {name}{moved_text}")
 
 
 @tokens_app.command("create")

@@ -159,12 +159,17 @@ class Portal:
             return
         if model is not None and not self._visible(model):
             raise NotFoundError(f"no model named {model.name!r}; `portal list` shows the registered models")
-        require(user, action, model_owner=model.owner if model is not None else None)
+        if model is None:
+            require(user, action)
+        else:
+            require(user, action, model_owner=model.owner, model_owner_id=model.owner_id)
 
     def _visible(self, model: ModelVersion | ModelSummary) -> bool:
+        # by user id, never by name: a user deleted and re-created under the same name owns nothing of the old one's
         user = self.user
         return (
-            user is None or user.role == "admin" or model.visibility != "private" or model.owner == user.name
+            user is None or user.role == "admin" or model.visibility != "private"
+            or (model.owner_id is not None and model.owner_id == user.id)
         )
 
     def _check_visible(self, model: ModelVersion | ModelSummary) -> None:
@@ -379,6 +384,7 @@ class Portal:
             name, blob_sha=blob.sha256, size_bytes=blob.size, source_format=staged.report.source_format,
             info=staged.report.info, meta=meta, actor=actor, parent=parent, method=method,
             method_params=method_params, reference_sha=ref_blob, model_fields=model_fields,
+            owner_id=self.user.id if self.user is not None else None,
         )
         self.store.ensure(staged.report.model_path, blob)
         self._invalidate()
@@ -432,6 +438,7 @@ class Portal:
         """Delete a version (``name:3``) or a whole model (``name``); return what was deleted.
 
         Refused while an alias points at it or variants depend on it, unless ``force``.
+        The prediction log of what is deleted (callers, counts, sampled inputs) goes with it.
         """
         parsed = ModelRef.parse(ref)
         self._require_model("delete", parsed.name)
@@ -559,7 +566,7 @@ class Portal:
         ``caller`` and ``source`` default to this portal's actor and source.
         """
         if self.monitor is not None:
-            self.monitor.record(version.name, version.version, caller=caller or self.actor,
+            self.monitor.record(version.name, version.version, model_id=version.model_id, caller=caller or self.actor,
                                 source=source or self.source, rows=rows,
                                 latency_s=latency_s, error=error, feeds=feeds.arrays if feeds is not None else None,
                                 feature_names=version.feature_names, cache_hit=cache_hit)

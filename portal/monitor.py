@@ -8,6 +8,10 @@ numpy/pandas (linear interpolation, numpy's default) from the latencies of the
 window, reading only the columns they need, so the same code runs on SQLite and
 PostgreSQL.  Input drift lives in :mod:`portal.monitor_drift`.
 
+A model is named here as everywhere, but its rows are found by the id of the
+model that has the name now: a model deleted and registered again under the
+same name starts with an empty log (the old rows were deleted with it).
+
 Timestamps are naive UTC, as everywhere in the database.
 """
 
@@ -196,17 +200,22 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
-def _where(model: str, version: int | None, window: TimeRange) -> list[Any]:
-    conditions = [_T.c.model == model, _T.c.ts >= window.start, _T.c.ts < window.end]
+def _where(model_id: int, version: int | None, window: TimeRange) -> list[Any]:
+    conditions = [_T.c.model_id == model_id, _T.c.ts >= window.start, _T.c.ts < window.end]
     if version is not None:
         conditions.append(_T.c.version == version)
     return conditions
 
 
-def _check_visible(portal: Portal, model: str) -> None:
-    # a signed-in user sees the traffic of the models they may see; the local operator sees everything
-    if portal.user is not None:
-        portal.get_model(model)
+def _model_id(portal: Portal, model: str) -> int:
+    """The id of the model named ``model`` now (a signed-in user sees the traffic of the models they may see).
+
+    Raises:
+        NotFoundError: no such model, or the signed-in user may not see it.
+    """
+    model_id = portal.get_model(model).model_id
+    assert model_id is not None  # read from the registry
+    return model_id
 
 
 def summarize(
@@ -221,10 +230,9 @@ def summarize(
     """Traffic of ``model`` (``version``, or every version when None) in ``window``.
 
     Raises:
-        NotFoundError: the signed-in user may not see ``model``.
+        NotFoundError: no model ``model``, or the signed-in user may not see it.
     """
-    _check_visible(portal, model)
-    where = _where(model, version, window)
+    where = _where(_model_id(portal, model), version, window)
     failed = case((_T.c.error_kind.is_not(None), 1), else_=0)
     with portal.registry.engine.connect() as conn:
         frame = pd.DataFrame(
@@ -287,10 +295,10 @@ def _series(frame: pd.DataFrame, window: TimeRange, step: int) -> pd.DataFrame:
 
 
 def logged_versions(portal: Portal, model: str) -> list[int]:
-    """Versions of ``model`` that have rows in the log, newest first (deleted versions included)."""
-    _check_visible(portal, model)
+    """Versions of ``model`` that have rows in the log, newest first (a deleted version's rows go with it)."""
+    model_id = _model_id(portal, model)
     with portal.registry.engine.connect() as conn:
-        found = conn.execute(select(_T.c.version).where(_T.c.model == model).distinct()).scalars().all()
+        found = conn.execute(select(_T.c.version).where(_T.c.model_id == model_id).distinct()).scalars().all()
     return sorted((int(v) for v in found), reverse=True)
 
 

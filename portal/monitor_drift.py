@@ -37,6 +37,7 @@ from .monitor import TimeRange
 
 if TYPE_CHECKING:
     from .core import Portal
+    from .registry import ModelVersion
 
 __all__ = [
     "BINS",
@@ -199,11 +200,13 @@ def feature_drift(name: str, reference: pd.Series, recent: pd.Series, *, bins: i
     )
 
 
-def recent_inputs(portal: Portal, name: str, version: int, window: TimeRange, *, max_rows: int = MAX_ROWS) -> pd.DataFrame:
-    """The sampled inputs of ``name:version`` in ``window``, newest first, at most ``max_rows`` rows."""
+def recent_inputs(portal: Portal, version: ModelVersion, window: TimeRange, *,
+                  max_rows: int = MAX_ROWS) -> pd.DataFrame:
+    """The sampled inputs of ``version`` (from ``portal.get``) in ``window``, newest first, at most ``max_rows`` rows."""
     query = (
         select(_T.c.sample)
-        .where(_T.c.model == name, _T.c.version == version, _T.c.ts >= window.start, _T.c.ts < window.end,
+        .where(_T.c.model_id == version.model_id, _T.c.version == version.version, _T.c.ts >= window.start,
+               _T.c.ts < window.end,
                cast(_T.c.sample, Text) != "null")  # the JSON column stores None as JSON null, not SQL NULL
         .order_by(_T.c.ts.desc(), _T.c.id.desc())
         .limit(max_rows)
@@ -241,7 +244,7 @@ def input_drift(
                           "(the training or validation inputs) to compare recent inputs against")
         return report
     report.reference_rows = len(reference)
-    recent = recent_inputs(portal, version.name, version.version, window, max_rows=max_rows)
+    recent = recent_inputs(portal, version, window, max_rows=max_rows)
     report.recent_rows = len(recent)
     if len(recent) < min_rows:
         report.status = "not_enough"

@@ -10,6 +10,13 @@ writer thread (at most once an hour) and by ``portal monitor prune``.
 
 The queue is bounded: if the database is unavailable for long, the oldest
 records are dropped (and counted) rather than growing memory without end.
+
+Rows are keyed by the model's id, never by its name, and live only as long as
+their version: the registry deletes a version's rows when it deletes the
+version, and the writer drops queued records of a version deleted meanwhile
+(checked in the transaction that inserts them, under a key-share lock on
+PostgreSQL), so a model registered later under the same name starts with an
+empty log.
 """
 
 from __future__ import annotations
@@ -27,11 +34,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .db import PredictionRow
+from .db import ModelRow, PredictionRow, VersionRow
 
 __all__ = ["PredictionLog", "sample_frame_dict"]
 
@@ -39,7 +46,7 @@ log = logging.getLogger("portal.monitor")
 
 _MAX_ERROR_CHARS = 500
 _PRUNE_EVERY_S = 3600.0
-_COLUMNS = ("ts", "model", "version", "caller", "source", "rows", "latency_ms", "error", "error_kind",
+_COLUMNS = ("ts", "model_id", "version", "caller", "source", "rows", "latency_ms", "error", "error_kind",
             "cache_hit", "sample")
 
 
@@ -108,9 +115,10 @@ class PredictionLog:
         self.max_queue = max_queue
         self.clock = clock
         self.dropped = 0
+        self.discarded = 0  # records of a version deleted before they were written
         self.written = 0
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._last_sample: dict[tuple[str, int], float] = {}
+        self._last_sample: dict[tuple[int | str, int], float] = {}
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -133,6 +141,7 @@ class PredictionLog:
         name: str,
         version: int,
         *,
+        model_id: int | None = None,
         caller: str,
         source: str,
         rows: int,
@@ -142,11 +151,15 @@ class PredictionLog:
         feature_names: list[str] | None = None,
         cache_hit: bool | None = None,
     ) -> None:
-        """Queue one prediction; never raises, never waits on the database."""
+        """Queue one prediction of ``name:version``; never raises, never waits on the database.
+
+        ``model_id`` (``ModelVersion.model_id``) says which model of that name it was;
+        without it the model that has the name when the record is written is taken.
+        """
         now = self.clock()
         sample = None
         if feeds is not None and self.sample_rows and error is None:
-            key = (name, version)
+            key = (name if model_id is None else model_id, version)
             if now - self._last_sample.get(key, -math.inf) >= self.sample_interval:
                 self._last_sample[key] = now
                 n = self.sample_rows
@@ -158,8 +171,8 @@ class PredictionLog:
         if len(self._queue) >= self.max_queue:
             self.dropped += 1
             return
-        self._queue.append((now, name, version, caller, source, rows, latency_s, message, kind, cache_hit,
-                            sample, feature_names))
+        self._queue.append((now, (model_id, name), version, caller, source, rows, latency_s, message, kind,
+                            cache_hit, sample, feature_names))
         if self._thread is None:
             self._start()
 
@@ -189,10 +202,11 @@ class PredictionLog:
                 batch.append(self._queue.popleft())
             if not batch:
                 return 0
-            rows = [self._params(item) for item in batch]
             try:
                 with self.engine.connect().execution_options(portal_write=True) as conn:
-                    conn.exec_driver_sql(self._insert_sql, rows)
+                    rows = [self._params(item, model_id) for item, model_id in self._live(conn, batch)]
+                    if rows:
+                        conn.exec_driver_sql(self._insert_sql, rows)
                     conn.commit()
             except SQLAlchemyError:
                 # put them back (oldest first) within the bound, and try again next time
@@ -201,15 +215,35 @@ class PredictionLog:
                 self.dropped += len(batch) - len(keep)
                 self._queue.extendleft(reversed(keep))
                 raise
+            self.discarded += len(batch) - len(rows)
             self.written += len(rows)
             return len(rows)
 
-    def _params(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
-        now, name, version, caller, source, rows, latency_s, message, kind, cache_hit, sample, names = item
+    def _live(self, conn: Connection, batch: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], int]]:
+        """The records of ``batch`` whose version still exists, each with its model id.
+
+        The version rows are read FOR KEY SHARE (PostgreSQL; SQLite already holds the
+        write lock), so a concurrent delete waits for this insert and then removes it too.
+        """
+        names = {item[1][1] for item in batch if item[1][0] is None}
+        by_name = dict(conn.execute(
+            select(ModelRow.name, ModelRow.id).where(ModelRow.name.in_(sorted(names)))).tuples().all()) if names else {}
+        keyed = [(item, item[1][0] if item[1][0] is not None else by_name.get(item[1][1])) for item in batch]
+        model_ids = sorted({model_id for _, model_id in keyed if model_id is not None})
+        if not model_ids:
+            return []
+        live = set(conn.execute(
+            select(VersionRow.model_id, VersionRow.number).where(VersionRow.model_id.in_(model_ids))
+            .with_for_update(read=True, key_share=True)
+        ).tuples().all())
+        return [(item, model_id) for item, model_id in keyed if (model_id, int(item[2])) in live]
+
+    def _params(self, item: tuple[Any, ...], model_id: int) -> tuple[Any, ...]:
+        now, _, version, caller, source, rows, latency_s, message, kind, cache_hit, sample, names = item
         ts = _ts(now)
         frame = sample_frame_dict(sample, names) if sample else None
         return (
-            ts.isoformat(" ", "microseconds") if self._text_ts else ts, name, int(version), caller or "", source,
+            ts.isoformat(" ", "microseconds") if self._text_ts else ts, model_id, int(version), caller or "", source,
             int(rows), float(latency_s) * 1000.0, message, kind, cache_hit,
             json.dumps(frame) if frame is not None else None,
         )

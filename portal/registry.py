@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from .db import AliasRow, AuditRow, ModelRow, VersionRow, make_engine, migrate, utcnow
-from .errors import ConflictError, InvalidInputError, NotFoundError, PortalError
+from .db import AliasRow, AuditRow, ModelRow, PredictionRow, UserRow, VersionRow, make_engine, migrate, utcnow
+from .errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError, PortalError
 from .refs import ModelRef, check_alias, check_name
 
 __all__ = ["AuditEvent", "ModelSummary", "ModelVersion", "Registry", "TASKS"]
@@ -51,6 +51,8 @@ class ModelVersion:
     created_by: str
     aliases: tuple[str, ...] = ()
     visibility: str = "shared"
+    model_id: int | None = None  # never reused: the prediction log is keyed by it
+    owner_id: int | None = None  # the owner's user id (``owner`` is their name, "" when nobody owns it)
 
     @property
     def ref(self) -> str:
@@ -88,6 +90,8 @@ class ModelSummary:
     versions: tuple[ModelVersion, ...]
     aliases: dict[str, int] = field(default_factory=dict)
     next_version: int = 1
+    model_id: int | None = None
+    owner_id: int | None = None
 
     @property
     def latest(self) -> ModelVersion | None:
@@ -182,11 +186,16 @@ class Registry:
             name=model.name, version=row.number, blob_sha=row.blob_sha, size_bytes=row.size_bytes,
             source_format=row.source_format, info=row.info, meta=dict(row.meta or {}),
             description=model.description, task=model.task, tags=tuple(model.tags or ()),
-            owner=model.owner, parent=parent, method=row.method,
+            owner=self._owner_name(s, model), parent=parent, method=row.method,
             method_params=dict(row.method_params or {}), reference_sha=row.reference_sha,
             created_at=row.created_at, created_by=row.created_by, aliases=tuple(sorted(aliases)),
-            visibility=model.visibility,
+            visibility=model.visibility, model_id=model.id, owner_id=model.owner_id,
         )
+
+    @staticmethod
+    def _owner_name(s: Session, model: ModelRow) -> str:
+        owner = s.get(UserRow, model.owner_id) if model.owner_id is not None else None
+        return owner.name if owner is not None else ""
 
     def _summary(self, s: Session, model: ModelRow) -> ModelSummary:
         rows = s.scalars(
@@ -199,11 +208,11 @@ class Registry:
         ).all()
         return ModelSummary(
             name=model.name, description=model.description, task=model.task,
-            tags=tuple(model.tags or ()), owner=model.owner, visibility=model.visibility,
+            tags=tuple(model.tags or ()), owner=self._owner_name(s, model), visibility=model.visibility,
             created_at=model.created_at, updated_at=model.updated_at,
             versions=tuple(self._version(s, r, model) for r in rows),
             aliases={a: n for a, n in sorted(aliases)},
-            next_version=model.next_version,
+            next_version=model.next_version, model_id=model.id, owner_id=model.owner_id,
         )
 
     def _model_row(self, s: Session, name: str) -> ModelRow:
@@ -244,9 +253,10 @@ class Registry:
             return self._summary(s, self._model_row(s, check_name(name)))
 
     def list_models(self) -> list[ModelSummary]:
-        """Every model with its versions and aliases, in four queries whatever the size."""
+        """Every model with its versions and aliases, in five queries whatever the size."""
         with self._read() as s:
             models = s.scalars(select(ModelRow).order_by(ModelRow.name)).all()
+            user_names = dict(s.execute(select(UserRow.id, UserRow.name)).tuples().all())
             rows = s.scalars(select(VersionRow).order_by(VersionRow.model_id, VersionRow.number.desc())).all()
             alias_rows = s.execute(select(AliasRow.model_id, AliasRow.name, AliasRow.version_id)).all()
         by_id = {m.id: m for m in models}
@@ -256,6 +266,7 @@ class Registry:
         for model_id, alias, version_id in sorted(alias_rows, key=lambda a: a[1]):
             version_aliases.setdefault(version_id, []).append(alias)
             model_aliases.setdefault(model_id, {})[alias] = number[version_id][1]
+        owners = {m.id: user_names.get(m.owner_id, "") if m.owner_id is not None else "" for m in models}
         versions: dict[int, list[ModelVersion]] = {}
         for r in rows:
             model = by_id[r.model_id]
@@ -267,16 +278,17 @@ class Registry:
                 name=model.name, version=r.number, blob_sha=r.blob_sha, size_bytes=r.size_bytes,
                 source_format=r.source_format, info=r.info, meta=dict(r.meta or {}),
                 description=model.description, task=model.task, tags=tuple(model.tags or ()),
-                owner=model.owner, parent=parent, method=r.method, method_params=dict(r.method_params or {}),
+                owner=owners[model.id], parent=parent, method=r.method, method_params=dict(r.method_params or {}),
                 reference_sha=r.reference_sha, created_at=r.created_at, created_by=r.created_by,
-                aliases=tuple(version_aliases.get(r.id, ())), visibility=model.visibility,
+                aliases=tuple(version_aliases.get(r.id, ())), visibility=model.visibility, model_id=model.id,
+                owner_id=model.owner_id,
             ))
         return [
             ModelSummary(
-                name=m.name, description=m.description, task=m.task, tags=tuple(m.tags or ()), owner=m.owner,
+                name=m.name, description=m.description, task=m.task, tags=tuple(m.tags or ()), owner=owners[m.id],
                 visibility=m.visibility, created_at=m.created_at, updated_at=m.updated_at,
                 versions=tuple(versions.get(m.id, ())), aliases=model_aliases.get(m.id, {}),
-                next_version=m.next_version,
+                next_version=m.next_version, model_id=m.id, owner_id=m.owner_id,
             )
             for m in models
         ]
@@ -335,8 +347,13 @@ class Registry:
         method_params: dict[str, Any] | None = None,
         reference_sha: str | None = None,
         model_fields: dict[str, Any] | None = None,
+        owner_id: int | None = None,
     ) -> ModelVersion:
-        """Create the model if needed and add its next version, in one transaction."""
+        """Create the model if needed and add its next version, in one transaction.
+
+        A new model belongs to the user ``owner_id``, or else to the user named
+        ``actor`` if there is one (nobody otherwise: the local operator's models).
+        """
         check_name(name)
         fields = {k: v for k, v in (model_fields or {}).items() if v is not None}
         if "task" in fields:
@@ -346,7 +363,7 @@ class Registry:
         for attempt in range(5):
             try:
                 return self._add_version(name, fields, blob_sha, size_bytes, source_format, info, meta, actor,
-                                         parent, method, method_params, reference_sha)
+                                         parent, method, method_params, reference_sha, owner_id)
             except ConflictError:
                 # only a race can violate a unique key here (two writers creating the same new
                 # model at once on PostgreSQL): the loser retries and finds the model
@@ -355,17 +372,20 @@ class Registry:
         raise AssertionError("unreachable")
 
     def _add_version(self, name, fields, blob_sha, size_bytes, source_format, info, meta, actor,  # noqa: PLR0913
-                     parent, method, method_params, reference_sha) -> ModelVersion:
+                     parent, method, method_params, reference_sha, owner_id) -> ModelVersion:
         with self._write() as s:
             parent_row = self._version_row(s, ModelRef.parse(parent))[1] if parent else None
             # FOR UPDATE serializes version numbering on PostgreSQL (SQLite already holds the write lock)
             model = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
             created = model is None
             if model is None:
-                model = ModelRow(name=name, owner=actor, next_version=1, tags=[], description="", task="other")
+                model = ModelRow(name=name, owner_id=self._new_owner(s, actor, owner_id), next_version=1, tags=[],
+                                 description="", task="other")
                 s.add(model)
             for key, value in fields.items():
-                if key in _MODEL_FIELDS:
+                if key == "owner":
+                    model.owner_id = self._user_id(s, value)
+                elif key in _MODEL_FIELDS:
                     setattr(model, key, value)
             number = model.next_version
             model.next_version = number + 1
@@ -386,6 +406,21 @@ class Registry:
                 detail.update(parent=str(parent), method=method)
             self._audit(s, actor, "variant.create" if method else "version.create", f"{name}:{number}", detail)
             return self._version(s, row, model)
+
+    @staticmethod
+    def _user_id(s: Session, name: str) -> int:
+        user_id = s.scalar(select(UserRow.id).where(UserRow.name == name))
+        if user_id is None:
+            raise NotFoundError(f"no user named {str(name)[:64]!r}; `portal users list` shows them")
+        return user_id
+
+    @staticmethod
+    def _new_owner(s: Session, actor: str, owner_id: int | None) -> int | None:
+        if owner_id is None:
+            return s.scalar(select(UserRow.id).where(UserRow.name == actor)) if actor else None
+        if s.get(UserRow, owner_id) is None:
+            raise PermissionDeniedError(f"user {actor or owner_id!r} no longer exists")
+        return owner_id
 
     def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str = "") -> ModelVersion:
         """Point ``alias`` of the model at the version ``ref`` resolves to."""
@@ -415,7 +450,7 @@ class Registry:
             self._audit(s, actor, "alias.remove", f"{name}@{alias}", {"version": number})
 
     def update_model(self, name: str, *, actor: str = "", **fields: Any) -> ModelSummary:
-        """Edit model-level metadata (description, task, tags, owner, visibility)."""
+        """Edit model-level metadata (description, task, tags, owner, visibility); ``owner`` is a user name."""
         unknown = set(fields) - set(_MODEL_FIELDS)
         if unknown:
             raise InvalidInputError(f"cannot edit {', '.join(sorted(unknown))}: editable are {', '.join(_MODEL_FIELDS)}")
@@ -429,8 +464,10 @@ class Registry:
             model = self._model_row(s, check_name(name))
             changed = {}
             for key, value in fields.items():
+                if key == "owner" and value is not None:
+                    key, value = "owner_id", self._user_id(s, value)
                 if value is not None and getattr(model, key) != value:
-                    changed[key] = value
+                    changed[key.removesuffix("_id")] = value
                     setattr(model, key, value)
             model.updated_at = utcnow()
             if changed:
@@ -476,6 +513,7 @@ class Registry:
             rows = list(s.scalars(select(VersionRow).where(VersionRow.model_id == model.id)).all())
             self._check_free(s, model, rows, force=force)
             self._drop_versions(s, model, rows)
+            s.execute(delete(PredictionRow).where(PredictionRow.model_id == model.id))
             s.delete(model)
             self._audit(s, actor, "model.delete", name, {"versions": [r.number for r in rows], "forced": force})
             return summary
@@ -516,6 +554,10 @@ class Registry:
         for row in rows:
             s.delete(row)
         s.flush()
+        # The log of a deleted version goes with it: callers, counts and sampled inputs. After
+        # the versions: on PostgreSQL that waits for a log write holding them, then sees its rows.
+        s.execute(delete(PredictionRow).where(PredictionRow.model_id == model.id,
+                                              PredictionRow.version.in_([r.number for r in rows])))
 
     # -- audit ------------------------------------------------------------
     def _audit(self, s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:

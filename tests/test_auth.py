@@ -180,6 +180,17 @@ def test_role_rules(user, action, owner, ok):
     assert allowed(user, action, model_owner=owner) is ok
 
 
+@pytest.mark.parametrize(("owner", "owner_id", "ok"), [
+    ("ana", 2, True),  # ana's id
+    ("ana", 9, False),  # a model of an earlier user named ana: same name, another id
+    ("", None, False),  # nobody's model: an admin's to change
+])
+def test_ownership_is_decided_by_user_id(owner, owner_id, ok):
+    for action in ("upload", "edit", "alias", "delete"):
+        assert allowed(ANALYST, action, model_owner=owner, model_owner_id=owner_id) is ok
+    assert allowed(ADMIN, "delete", model_owner=owner, model_owner_id=owner_id)
+
+
 def test_require_names_the_missing_role():
     with pytest.raises(PermissionDeniedError, match="viewer 'vic' may not upload: that needs the role analyst or admin"):
         require(VIEWER, "upload")

@@ -83,6 +83,8 @@ def _log_known_sequence(portal: Portal, clock: Clock) -> None:
 def logged(request: pytest.FixtureRequest, portal_home: Path):
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     portal = Portal.open(portal_home, **({"db_url": url} if url else {}))
+    for name in ("m", "m", "other", "other"):  # versions 1 and 2 of each
+        add_model(portal, softmax_classifier(), name)
     clock = Clock()
     portal.monitor.clock = clock
     _log_known_sequence(portal, clock)
@@ -148,6 +150,7 @@ def test_figures_show_the_summary(logged):
 
 
 def test_empty_window_gives_zero_traffic_and_no_percentiles(portal):
+    add_model(portal, softmax_classifier(), "m")
     summary = mon.summarize(portal, "m", None, WINDOW)
     assert summary.empty and summary.error_rate is None and summary.latency_p50_ms is None
     assert summary.cache_hit_ratio is None and len(summary.series) == 60 and summary.series["requests"].sum() == 0
@@ -216,6 +219,7 @@ def test_monitor_off_logs_nothing(portal_home, monkeypatch, how):
 
 # -- retention ---------------------------------------------------------------------------------
 def test_prune_deletes_only_rows_past_the_retention(portal):
+    add_model(portal, softmax_classifier(), "m")
     clock = Clock()
     portal.monitor.clock = clock
     for days in (40, 10, 6.9, 1, 0):
@@ -319,19 +323,20 @@ def _cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_predictions_are_logged_with_source_cli(portal, portal_home, tmp_path):
-    add_model(portal, softmax_classifier(), "clf", feature_names=list("abcd"))
+    model_id = add_model(portal, softmax_classifier(), "clf", feature_names=list("abcd")).model_id
     data = tmp_path / "in.csv"
     pd.DataFrame(np.ones((4, 4)), columns=list("abcd")).to_csv(data, index=False)
     done = _cli(portal_home, "predict", "clf", "--input", str(data))
     assert done.returncode == 0, done.stderr
     (row,) = _rows(portal)  # the CLI process wrote it when it exited
-    assert (row["model"], row["version"], row["rows"], row["error"]) == ("clf", 1, 4, None)
+    assert (row["model_id"], row["version"], row["rows"], row["error"]) == (model_id, 1, 4, None)
     assert row["source"] == "cli"
 
 
 def test_cli_monitor_summary_and_prune(portal, portal_home):
     import time
 
+    add_model(portal, softmax_classifier(), "m")
     clock = Clock(time.time())  # the CLI's window ends at the real now
     portal.monitor.clock = clock
     now = clock.t
@@ -339,7 +344,6 @@ def test_cli_monitor_summary_and_prune(portal, portal_home):
         clock.t = now - age
         portal.monitor.record("m", 1, caller="u", source="api", rows=3, latency_s=0.004, error=error, cache_hit=True)
     portal.monitor.flush()
-    add_model(portal, softmax_classifier(), "m")
     done = _cli(portal_home, "monitor", "summary", "m", "--since", "1h", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -357,7 +361,7 @@ def test_cli_monitor_summary_and_prune(portal, portal_home):
 
 def test_api_predictions_are_logged_with_the_token_user(portal, portal_home):
     tokens = make_users(portal)
-    add_model(portal, softmax_classifier(), "clf", feature_names=list("abcd"))
+    model_id = add_model(portal, softmax_classifier(), "clf", feature_names=list("abcd")).model_id
     records = [dict(zip("abcd", [0.1, 0.2, 0.3, 0.4], strict=True))] * 3
     server_run = serve(portal_home)
     server = next(server_run)
@@ -366,5 +370,5 @@ def test_api_predictions_are_logged_with_the_token_user(portal, portal_home):
             assert client.post("/api/models/clf/predict", json=records).status_code == 200
     finally:
         server_run.close()  # stops the server; its log writes what is queued on the way out
-    (row,) = _rows(portal, model="clf")
+    (row,) = _rows(portal, model_id=model_id)
     assert (row["source"], row["caller"], row["rows"], row["error"]) == ("api", "analyst", 3, None)

@@ -26,7 +26,7 @@ def _rows(engine):
 def test_predictions_and_failures_are_logged_with_caller_and_sample(portal_home, backend, request):
     url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     p = Portal.open(portal_home, db_url=url)
-    add_model(p, softmax_classifier(), "m", feature_names=["a", "b", "c", "d"])
+    model_id = add_model(p, softmax_classifier(), "m", feature_names=["a", "b", "c", "d"]).model_id
     p.monitor.clock = lambda: T0
     x = np.arange(40, dtype=np.float32).reshape(10, 4)
     p.predict("m", x)
@@ -35,8 +35,8 @@ def test_predictions_and_failures_are_logged_with_caller_and_sample(portal_home,
         p.predict("m", np.zeros((3, 5), np.float32))
     assert p.monitor.flush() == 3
     rows = _rows(p.registry.engine)
-    assert [(r["model"], r["version"], r["rows"], r["source"]) for r in rows] == [
-        ("m", 1, 10, "library"), ("m", 1, 2, "library"), ("m", 1, 0, "library")]
+    assert [(r["model_id"], r["version"], r["rows"], r["source"]) for r in rows] == [
+        (model_id, 1, 10, "library"), (model_id, 1, 2, "library"), (model_id, 1, 0, "library")]
     assert all(r["caller"] == p.actor and r["ts"] == dt.datetime(2026, 9, 21, 14, 13, 20) for r in rows)
     first = rows[0]
     assert first["cache_hit"] is False and rows[1]["cache_hit"] is True
@@ -69,6 +69,7 @@ def test_monitor_off_logs_nothing(portal_home):
 
 
 def test_the_queue_is_bounded_and_a_failed_write_keeps_the_rows(portal):
+    add_model(portal, softmax_classifier(), "m")
     log = PredictionLog(portal.registry.engine, max_queue=5, clock=lambda: T0)
     for _ in range(8):
         log.record("m", 1, caller="c", source="library", rows=1, latency_s=0.001)
@@ -87,6 +88,7 @@ def test_the_queue_is_bounded_and_a_failed_write_keeps_the_rows(portal):
 
 
 def test_prune_deletes_only_rows_past_retention(portal):
+    add_model(portal, softmax_classifier(), "m")
     now = {"t": T0}
     log = PredictionLog(portal.registry.engine, retention_days=30, clock=lambda: now["t"])
     for age_days in (45, 31, 29, 0):

@@ -194,21 +194,22 @@ def test_older_store_is_migrated_in_place_without_losing_rows(portal_home, monke
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert "predictions" not in tables and "models" in tables
 
-    upgraded = Portal.open(portal_home)  # schema 2 adds the prediction log
+    upgraded = Portal.open(portal_home)  # schema 2 adds the prediction log, 3 keys it by model id
     assert upgraded.get("a@prod").ref == "a:1"
     upgraded.predict("a@prod", np.zeros((2, 4), np.float32))
     upgraded.monitor.flush()
     with upgraded.registry.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM predictions")).scalar() == 1
-        assert conn.execute(text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar() == "2"
+        assert conn.execute(text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar() == str(
+            SCHEMA_VERSION)
     assert [e.action for e in upgraded.registry.audit_log()] == ["alias.set", "version.create"]
 
     def add_column(conn):
         conn.execute(text("ALTER TABLE models ADD COLUMN license VARCHAR(64) DEFAULT 'unknown'"))
 
     upgraded.close()
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 3)
-    monkeypatch.setitem(db.MIGRATIONS, 3, add_column)
+    monkeypatch.setattr(db, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(db.MIGRATIONS, SCHEMA_VERSION + 1, add_column)
     again = Portal.open(portal_home)
     with again.registry.engine.connect() as conn:
         assert conn.execute(text("SELECT license FROM models")).scalar() == "unknown"

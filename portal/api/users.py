@@ -77,12 +77,17 @@ def edit_user(name: str, body: UserEdit, request: Request) -> dict[str, Any]:
     return _user_json(ctx.auth.update_user(name, role=body.role, disabled=body.disabled, actor=admin))
 
 
-@router.delete("/users/{name}", summary="Delete a user and their tokens")
-def delete_user(name: str, request: Request) -> dict[str, Any]:
+@router.delete(
+    "/users/{name}", summary="Delete a user and their tokens",
+    description="While the user owns models, `reassign_to` must name the user who takes them over (409 without it).",
+)
+def delete_user(
+    name: str, request: Request, reassign_to: str | None = Query(None, min_length=1, max_length=64),
+) -> dict[str, Any]:
     ctx = context(request)
     admin = ctx.allow(request, "admin")
-    ctx.auth.delete_user(name, actor=admin)
-    return {"deleted": name}
+    moved = ctx.auth.delete_user(name, actor=admin, reassign_to=reassign_to)
+    return {"deleted": name, "reassigned_to": reassign_to if moved else None, "models": moved}
 
 
 @router.get("/tokens", summary="List tokens (never their secrets)")

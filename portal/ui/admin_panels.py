@@ -32,7 +32,7 @@ def _users_frame(users: list[User]) -> pd.DataFrame:
 
 
 def users_panel(store: Auth, actor: User | str) -> None:
-    """The users table; create a user; change a role, disable or enable, reset a password."""
+    """The users table; create a user; change a role, disable or enable, reset a password, delete."""
     users = store.list_users()
     st.dataframe(_users_frame(users), hide_index=True, width="stretch",
                  column_config={"Created": st.column_config.DatetimeColumn("Created", format=_WHEN)})
@@ -83,6 +83,30 @@ def _change_user(store: Auth, actor: User | str, users: list[User]) -> None:
                 store.set_password(name, password, actor=actor)
             flash(f"Set a new password for {name}; tell them through a safe channel.")
             st.rerun()
+    _delete_user(store, actor, user, users)
+
+
+def _delete_user(store: Auth, actor: User | str, user: User, users: list[User]) -> None:
+    """Delete ``user`` and their tokens; the models they own go to the user picked here (required)."""
+    name = user.name
+    owned = store.owned_models(name)
+    st.markdown(f"**Delete {name}**")
+    heir = None
+    if owned:
+        count = f"{len(owned)} model{'s' if len(owned) != 1 else ''}"
+        heir = st.selectbox(f"Give their {count} to", [u.name for u in users if u.name != name], index=None,
+                            placeholder="Choose the new owner", key=f"admin.delete.heir.{name}",
+                            help=f"{name} owns {', '.join(owned[:20])}{' …' if len(owned) > 20 else ''}")
+    else:
+        st.caption(f"{name} owns no models.")
+    sure = st.checkbox(f"Yes, delete {name} and their API tokens", key=f"admin.delete.sure.{name}")
+    blocked = bool(owned) and heir is None
+    if st.button("Delete user", key="admin.delete.go", icon=":material/person_remove:", disabled=not sure or blocked,
+                 help="Choose who takes over their models first" if blocked else None):
+        with shown_errors(stop=True):
+            moved = store.delete_user(name, actor=actor, reassign_to=heir)
+        flash(f"Deleted {name}." + (f" Their {len(moved)} model(s) now belong to {heir}." if moved else ""))
+        st.rerun()
 
 
 def tokens_panel(store: Auth, actor: User | str, new_secret: tuple[str, int, str] | None) -> None:
