@@ -50,6 +50,7 @@ class Settings:
     max_upload_bytes: int = 2 * GIB
     cache_bytes: int = 1024 * MIB
     cache_count: int = 32
+    predict_memory_bytes: int = 2 * GIB  # 0: no ceiling (see portal.memlimit)
     sandbox_memory_bytes: int = 8 * GIB
     sandbox_cpu_seconds: int = 300
     sandbox_timeout_seconds: int = 600
@@ -78,6 +79,7 @@ class Settings:
             max_upload_bytes=_env_int(env, "PORTAL_MAX_UPLOAD_MB", 2048) * MIB,
             cache_bytes=_env_int(env, "PORTAL_CACHE_MB", 1024) * MIB,
             cache_count=_env_int(env, "PORTAL_CACHE_COUNT", 32),
+            predict_memory_bytes=_env_int(env, "PORTAL_PREDICT_MEMORY_MB", 2048) * MIB,
             sandbox_memory_bytes=_env_int(env, "PORTAL_SANDBOX_MEMORY_MB", 8192) * MIB,
             sandbox_cpu_seconds=_env_int(env, "PORTAL_SANDBOX_CPU_S", 300),
             sandbox_timeout_seconds=_env_int(env, "PORTAL_SANDBOX_TIMEOUT_S", 600),

@@ -24,6 +24,7 @@ from .config import Settings
 from .dataio import iter_table_chunks, read_input, write_frame
 from .errors import InvalidInputError, InvalidNameError, NotFoundError, PortalError
 from .images import IMAGE_SUFFIXES, load_image, preprocess_images
+from .memlimit import install as install_memory_limit
 from .predict import Prediction, run_feeds
 from .predlog import PredictionLog
 from .refs import ModelRef, check_name
@@ -95,6 +96,7 @@ class Portal:
         self.store = BlobStore(self.home, cipher=_cipher(settings), fs=_blob_fs(settings))
         self.registry = registry or Registry.open(settings.resolved_db_url)
         self.cache = SessionCache(max_bytes=settings.cache_bytes, max_count=settings.cache_count)
+        install_memory_limit(settings.predict_memory_bytes)  # for the whole process, like onnxruntime's env
         self.actor = actor or _default_actor()
         self.monitor: PredictionLog | None = PredictionLog(
             self.registry.engine, sample_rows=settings.log_sample_rows,

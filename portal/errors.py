@@ -15,6 +15,7 @@ REST API answers with and a message that says what was wrong and how to fix it.
     ├── NotFoundError (404)                model, version, alias or blob missing
     ├── ConflictError (409)                name taken, alias in use, dependents exist
     ├── PayloadTooLargeError (413)
+    ├── MemoryLimitError (422)             a prediction needed more than PORTAL_PREDICT_MEMORY_MB
     ├── SandboxError (422)                 the sandboxed child ran out of memory/time
     ├── BusyError (503)
     └── InferenceTimeoutError (504)
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidModelError",
     "InvalidNameError",
+    "MemoryLimitError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -135,6 +137,34 @@ class PayloadTooLargeError(PortalError):
     """An upload or request body is over the configured limit."""
 
     status = 413
+
+
+class MemoryLimitError(PortalError):
+    """A prediction needed more memory than ``PORTAL_PREDICT_MEMORY_MB``; it was stopped before taking it.
+
+    422, not 500 or 503: the input (or a model that sizes tensors from its
+    input) asks for more than the portal gives predictions, nothing is wrong
+    with the server, and the same request alone fails the same way.  The limit
+    is shared by the predictions one process runs at a time, so under load a
+    request near the limit can also be refused because of the others.
+    """
+
+    status = 422
+
+    @classmethod
+    def for_limit(
+        cls, limit_bytes: int, *, asked_bytes: int | None = None, free_bytes: int | None = None
+    ) -> MemoryLimitError:
+        """The error for a run refused by a ceiling of ``limit_bytes``, with onnxruntime's figures when known."""
+        mib = 1024 * 1024
+        asked = ""
+        if asked_bytes is not None and free_bytes is not None:
+            asked = f": it asked for {asked_bytes / mib:,.0f} MiB more with {free_bytes / mib:,.0f} MiB free"
+        return cls(
+            f"the model needed more than the prediction memory limit of {limit_bytes / mib:,.0f} MiB "
+            f"(PORTAL_PREDICT_MEMORY_MB){asked}; send fewer rows per request, or ask an admin to raise "
+            "the limit (predictions running at the same time share it)"
+        )
 
 
 class SandboxError(InvalidModelError):

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MemoryLimitError
 from .runtime import LoadedSession
 from .signature import Feeds
 
@@ -31,7 +31,9 @@ def _run_once(
     loaded: LoadedSession, feeds: dict[str, np.ndarray], run_options: ort.RunOptions | None
 ) -> tuple[dict[str, np.ndarray], dict[str, list[Any]]]:
     try:
-        values = loaded.session.run(None, feeds, run_options)
+        values = loaded.run(feeds, None, run_options)
+    except MemoryLimitError:
+        raise
     except Exception as exc:  # onnxruntime raises its own exception types
         message = str(exc).split("\n")[0]
         if "Exiting due to terminate flag" in message:

@@ -19,12 +19,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from . import memlimit
 from .errors import CorruptBlobError, InvalidModelError
 from .modelinfo import dummy_feeds
 
@@ -40,6 +42,7 @@ class SessionConfig:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
     def build(self) -> ort.SessionOptions:
+        """The onnxruntime options; under the process's memory ceiling when one is installed (see memlimit)."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
         options.graph_optimization_level = {
@@ -48,6 +51,7 @@ class SessionConfig:
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[self.graph_optimization]
+        memlimit.configure(options)
         return options
 
 
@@ -63,13 +67,35 @@ class LoadedSession:
     output_names: tuple[str, ...]
     last_used: float = field(default_factory=time.monotonic)
 
+    @cached_property
+    def memory_limit(self) -> int:
+        """The memory ceiling the session was built under, in bytes (0: none)."""
+        return memlimit.session_limit(self.session)
+
     def run(
         self,
         feeds: dict[str, np.ndarray],
         output_names: list[str] | None = None,
         run_options: ort.RunOptions | None = None,
     ) -> list[Any]:
-        return self.session.run(output_names, feeds, run_options)
+        """``session.run``; under a memory ceiling, one that gives back what it took.
+
+        Raises:
+            MemoryLimitError: the run needed more than the ceiling and was stopped.
+        """
+        limit = self.memory_limit
+        if not limit:
+            return self.session.run(output_names, feeds, run_options)
+        try:
+            values = self.session.run(output_names, feeds, memlimit.shrink_after(run_options))
+        except Exception as exc:
+            error = memlimit.translate(exc, limit)
+            if error is None:
+                raise
+            raise error from exc
+        # outputs are views of arena memory: copied, a Prediction kept by a caller holds none of the
+        # shared budget, and the next run's shrink can free the region they were in
+        return [v.copy() if isinstance(v, np.ndarray) and v.base is not None else v for v in values]
 
 
 @dataclass(frozen=True)
