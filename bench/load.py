@@ -1,6 +1,7 @@
 """HTTP load test: the portal's OIP v2 route against two in-run baselines on the same model.
 
 Run: .venv/bin/python bench/load.py [--model forest|digits-forest|mlp|logreg] [--bursts 7] [--requests 300]
+     .venv/bin/python bench/load.py --grpc [--bursts 5]     # gRPC vs HTTP (see the end of this text)
 
 Started in this run, each a uvicorn process on 127.0.0.1 with the same settings
 (one worker, h11, no access log except the portal's own JSON one, sent to /dev/null):
@@ -26,6 +27,16 @@ background load barely moves).  Targets (issue #6): portal ≥ 0.8× minimal,
 ≥ 20× load-per-request; (issue #7) the prediction log costs at most 5%:
 portal / portal-log-off throughput ≥ 0.95 (``--log-only`` runs just those two).
 The client shares the machine's cores with the servers.
+
+``--grpc`` (issue #16) compares the doors instead, for a small model (the
+30-256-256-2 MLP, one row) and a medium one (torchvision's resnet18 with random
+weights, one 3×224×224 image, 602 KB per request): one ``portal serve`` process
+answering over gRPC (raw contents, as tritonclient.grpc sends them) and over
+HTTP (Triton's binary tensor extension, as tritonclient.http sends it), against
+a minimal grpcio + onnxruntime server (``bench/_grpc.py``: same generated
+messages, one intra-op thread, no token, checks, log or metrics).  The gRPC
+client is grpc.aio over one channel with pre-serialized requests, so client
+work is the same for every server.  Target: portal gRPC ≥ 0.8× minimal gRPC.
 """
 
 from __future__ import annotations
@@ -51,8 +62,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import mlp, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 LEVELS = (1, 8, 32)
 LOG_BUDGET = 0.95  # issue #7: throughput with the log on ≥ 95% of the throughput with it off
+GRPC_GOAL = 0.8  # issue #16: portal gRPC throughput ≥ 0.8× the minimal grpcio + onnxruntime server
 
 
 # -- the model ---------------------------------------------------------------------
@@ -145,10 +158,14 @@ def serve_baseline(kind: str, model_path: str, port: int) -> None:
 # -- servers ----------------------------------------------------------------------------
 @dataclass
 class Server:
+    """One door to drive: ``url`` (HTTP) or ``target`` (gRPC), with the request it sends."""
+
     name: str
     proc: subprocess.Popen
     url: str
     headers: dict[str, str]
+    kind: str = "http"  # "http" | "grpc"
+    body: bytes | None = None  # the request this door sends (default: the run's JSON body)
 
 
 def _free_port() -> int:
@@ -202,7 +219,7 @@ async def _drive(server: Server, body: bytes, concurrency: int, total: int) -> B
     latencies: list[float] = []
     errors = 0
     remaining = total
-    headers = {**server.headers, "content-type": "application/json"}
+    headers = {"content-type": "application/json", **server.headers}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120) as client:
 
@@ -227,8 +244,44 @@ async def _drive(server: Server, body: bytes, concurrency: int, total: int) -> B
     return Burst(seconds, latencies, errors, cpu)
 
 
+async def _drive_grpc(server: Server, body: bytes, concurrency: int, total: int) -> Burst:
+    """Like ``_drive`` over gRPC: ``concurrency`` callers on one channel (HTTP/2 streams), bytes as they are."""
+    import grpc
+    from _grpc import METHOD
+
+    latencies: list[float] = []
+    errors = 0
+    remaining = total
+    metadata = tuple(server.headers.items())
+    options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+    async with grpc.aio.insecure_channel(server.url, options=options) as channel:
+        call = channel.unary_unary(METHOD)
+
+        async def worker() -> None:
+            nonlocal remaining, errors
+            while remaining > 0:
+                remaining -= 1
+                t0 = time.perf_counter()
+                try:
+                    await call(body, metadata=metadata, timeout=120)
+                    ok = True
+                except grpc.aio.AioRpcError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+
+        cpu0 = _cpu_seconds(server.proc.pid)
+        start_time = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start_time
+        cpu = _cpu_seconds(server.proc.pid) - cpu0
+    return Burst(seconds, latencies, errors, cpu)
+
+
 def drive(server: Server, body: bytes, concurrency: int, total: int) -> Burst:
-    return asyncio.run(_drive(server, body, concurrency, total))
+    body = server.body if server.body is not None else body
+    run = _drive_grpc if server.kind == "grpc" else _drive
+    return asyncio.run(run(server, body, concurrency, total))
 
 
 @dataclass
@@ -279,6 +332,121 @@ def measure(servers: list[Server], body: bytes, level: int, *, bursts: int, requ
     return results
 
 
+# -- gRPC vs HTTP (issue #16) -------------------------------------------------------------
+def build_grpc_model(kind: str) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+    """``mlp`` (small) or ``resnet18`` (medium, random weights), and the shape of one request's input."""
+    if kind == "mlp":
+        return mlp(), (1, 30)
+    import io
+    import warnings
+
+    import torch
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.zeros(1, 3, 224, 224)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}})
+    return onnx.load_from_string(buffer.getvalue()), (1, 3, 224, 224)
+
+
+def start_minimal_grpc(model_path: Path) -> Server:
+    import grpc
+    from _grpc import READY
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--model-path", str(model_path), "--serve-baseline",
+                             "minimal-grpc", "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    target = f"127.0.0.1:{port}"
+    with grpc.insecure_channel(target) as channel:
+        try:
+            channel.unary_unary(READY)(b"", timeout=60, wait_for_ready=True)
+        except grpc.RpcError:
+            proc.kill()
+            raise RuntimeError("minimal gRPC did not start") from None
+    return Server("minimal gRPC", proc, target, {}, kind="grpc")
+
+
+def _cpu_flags() -> str:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split())
+    except (OSError, IndexError):
+        return "unknown"
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags) or "no AVX2"
+
+
+def grpc_doors(kind: str, home: Path) -> tuple[list[Server], np.ndarray, str]:
+    """Start the portal (both doors) and the minimal gRPC server for one model; check every door answers right."""
+    import onnxruntime as ort
+    import grpc
+    from _grpc import METHOD, check_response, http_binary_body, infer_request
+
+    model, shape = build_grpc_model(kind)
+    model_path = home / "model.onnx"
+    onnx.save(model, model_path)
+    token = register(home, model)
+    name, output = model.graph.input[0].name, model.graph.output[0].name
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    grpc_port = _free_port()
+    env = {"PORTAL_HOME": str(home), "PORTAL_API_MAX_CONCURRENCY": "256"}
+    portal = start("portal HTTP", [sys.executable, "-m", "portal.cli", "serve", "--grpc-port", str(grpc_port)],
+                   env, {"authorization": f"Bearer {token}"})
+    http_body, http_headers = http_binary_body(name, x, output)
+    portal.body, portal.headers = http_body, {**portal.headers, **http_headers}
+    request = infer_request("bench", name, x, output)
+    doors = [Server("portal gRPC", portal.proc, f"127.0.0.1:{grpc_port}", {"authorization": f"Bearer {token}"},
+                    kind="grpc", body=request), portal]
+    doors.append(start_minimal_grpc(model_path))
+    minimal = doors[-1]
+    minimal.body = request
+    expected = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run([output], {name: x})[0]
+    for door in (doors[0], minimal):
+        with grpc.insecure_channel(door.url, options=[("grpc.max_receive_message_length", -1)]) as channel:
+            answer = channel.unary_unary(METHOD)(request, metadata=tuple(door.headers.items()), timeout=60)
+            check_response(answer, output, expected)
+    reply = httpx.post(f"{portal.url}/v2/models/bench/infer", content=http_body, headers=portal.headers, timeout=60)
+    assert reply.status_code == 200, reply.text
+    return doors, x, f"{kind} ({len(model.SerializeToString()) / 1e6:.1f} MB, request {x.nbytes:,} bytes)"
+
+
+def grpc_main(args: argparse.Namespace) -> None:
+    print(f"gRPC vs HTTP: {os.cpu_count()} CPUs ({_cpu_flags()}), load average {os.getloadavg()[0]:.1f} at start; "
+          "clients and servers share the machine (and other people's work: ratios are paired burst by burst)",
+          flush=True)
+    rows, verdicts = [], []
+    for kind in args.grpc_models.split(","):
+        requests = args.medium_requests if kind == "resnet18" else args.requests
+        home = Path(tempfile.mkdtemp(prefix="portal-load-grpc-"))
+        doors, _, label = grpc_doors(kind, home)
+        try:
+            for door in doors:
+                drive(door, b"", 4, max(8, requests // 3))  # warm-up
+            for level in LEVELS:
+                results = measure(doors, b"", level, bursts=args.bursts, requests=requests, slow=requests)
+                vs_minimal = paired(results, "portal gRPC", "minimal gRPC")
+                vs_http = paired(results, "portal gRPC", "portal HTTP")
+                verdicts.append(vs_minimal >= GRPC_GOAL)
+                print(f"{label}, concurrency {level}: portal gRPC / minimal gRPC {vs_minimal:.2f} "
+                      f"({'PASS' if vs_minimal >= GRPC_GOAL else 'FAIL'} against ≥ {GRPC_GOAL}), "
+                      f"portal gRPC / portal HTTP {vs_http:.2f}", flush=True)
+                for r in results.values():
+                    rows.append([kind, r.server, level, r.requests, r.errors, f"{r.throughput:,.1f}",
+                                 f"{r.pct(50):.2f}", f"{r.pct(99):.2f}", f"{r.cpu_per_request * 1e6:,.0f}",
+                                 f"{paired(results, r.server, 'minimal gRPC'):.2f}"])
+        finally:
+            for proc in {id(d.proc): d.proc for d in doors}.values():
+                proc.terminate()
+                proc.wait(timeout=15)
+    print()
+    print(table(rows, ["model", "server", "conc", "requests", "errors", "req/s", "p50 ms", "p99 ms",
+                       "server CPU µs/req", "× minimal gRPC (paired)"]))
+    print(f"\nportal gRPC ≥ {GRPC_GOAL}× minimal gRPC at every level: {'PASS' if all(verdicts) else 'FAIL'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("forest", "digits-forest", "mlp", "logreg"), default="forest")
@@ -286,15 +454,27 @@ def main() -> None:
     parser.add_argument("--slow-requests", type=int, default=60, help="requests per burst (load-per-request)")
     parser.add_argument("--bursts", type=int, default=7, help="interleaved bursts per server and level")
     parser.add_argument("--log-only", action="store_true", help="only portal vs portal-log-off (the log's cost)")
-    parser.add_argument("--serve-baseline", choices=("minimal", "minimal-1t", "load-per-request"), help=argparse.SUPPRESS)
+    parser.add_argument("--grpc", action="store_true", help="gRPC vs HTTP vs a minimal gRPC server, MLP and resnet18")
+    parser.add_argument("--medium-requests", type=int, default=48, help="--grpc: requests per burst (resnet18)")
+    parser.add_argument("--grpc-models", default="mlp,resnet18", help="--grpc: the models, of mlp and resnet18")
+    parser.add_argument("--serve-baseline", choices=("minimal", "minimal-1t", "load-per-request", "minimal-grpc"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_baseline == "minimal-grpc":
+        from _grpc import serve_minimal
+
+        serve_minimal(args.model_path, args.port)
+        return
     if args.serve_baseline:
         serve_baseline(args.serve_baseline, args.model_path, args.port)
         return
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that `finally` stops the servers
+    if args.grpc:
+        grpc_main(args)
+        return
     home = Path(tempfile.mkdtemp(prefix="portal-load-"))
     model = build_model(args.model)
     model_path = home / "model.onnx"

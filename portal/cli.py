@@ -407,6 +407,9 @@ app.add_typer(tokens_app, name="tokens")
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (default: this machine only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
+    grpc_port: Annotated[int, typer.Option(
+        envvar="PORTAL_API_GRPC_PORT",
+        help="Port of the gRPC door (Open Inference Protocol v2, same host, same tokens); 0: no gRPC")] = 8001,
     workers: Annotated[int, typer.Option(help="Worker processes (each with its own session cache)")] = 1,
     batch: Annotated[list[str] | None, typer.Option("--batch", help="Model to batch adaptively (repeatable)")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Serve as a Ray Serve application, models multiplexed across replicas")] = False,
@@ -417,14 +420,21 @@ def serve(
     models_per_replica: Annotated[int | None, typer.Option(help="--ray: models each replica keeps loaded (PORTAL_RAY_MODELS_PER_REPLICA, default 4)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="--ray: CPUs of the local Ray (PORTAL_RAY_NUM_CPUS, default all)")] = None,
 ) -> None:
-    """Serve every registered model over the REST API (OIP v2 + management), docs at /docs."""
+    """Serve every registered model over the REST API (OIP v2 + management, docs at /docs) and OIP v2 over gRPC."""
     import os
 
     import uvicorn
 
+    if not 0 <= grpc_port <= 65_535 or (grpc_port and grpc_port == port):
+        _fail(f"--grpc-port must be a free port other than --port ({port}), from 1 to 65535, or 0 for no gRPC "
+              f"(not {grpc_port})")
     if ray:
         from . import serve_ray
 
+        if grpc_port:
+            typer.echo("gRPC is not served with --ray yet (see README, 'The REST API on Ray Serve'); "
+                       "serving HTTP only", err=True)
+        os.environ.pop("PORTAL_API_GRPC_PORT", None)  # never handed to the replicas: none of them binds it
         try:
             serve_ray.serve_cli(host=host, port=port, batch=batch, replicas=replicas, min_replicas=min_replicas,
                                 max_replicas=max_replicas, target_ongoing_requests=target_ongoing_requests,
@@ -439,10 +449,33 @@ def serve(
         os.environ["PORTAL_API_BATCHING"] = ",".join([*filter(None, os.environ.get("PORTAL_API_BATCHING", "").split(",")), *batch])
     from .api import ApiSettings
 
+    if grpc_port:
+        _check_grpc_port(host, grpc_port)
+    # the app factory of each worker reads these: the gRPC door starts inside the app, next to HTTP
+    os.environ["PORTAL_API_GRPC_PORT"] = str(grpc_port)
+    os.environ["PORTAL_API_GRPC_HOST"] = host
+    os.environ["PORTAL_API_GRPC_REUSE_PORT"] = "1" if workers > 1 else "0"
     ApiSettings.from_env()  # bad PORTAL_API_* values fail here, with one line, not in every worker
-    typer.echo(f"Model Portal API on http://{host}:{port}  (docs at /docs, Ctrl+C to stop)", err=True)
+    grpc_text = f", gRPC on {host}:{grpc_port}" if grpc_port else ""
+    typer.echo(f"Model Portal API on http://{host}:{port}{grpc_text}  (docs at /docs, Ctrl+C to stop)", err=True)
     uvicorn.run("portal.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 access_log=False, log_level="warning", timeout_graceful_shutdown=10)
+
+
+def _check_grpc_port(host: str, port: int) -> None:
+    """Fail with one line when the gRPC port is taken (the server would stop at startup, with a traceback)."""
+    import socket
+
+    from .api.grpc.server import grpc_port_error
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+    except OSError:
+        _fail(grpc_port_error(f"{host}:{port}"))
 
 
 def _user_text(users: list[Any]) -> str:

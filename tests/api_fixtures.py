@@ -159,12 +159,21 @@ def free_port() -> int:
 
 
 class Server:
-    """``portal serve`` in a child process; ``url``, ``log`` (stderr) and ``stop()``."""
+    """``portal serve`` in a child process; ``url``, ``log`` (stderr) and ``stop()``.
 
-    def __init__(self, home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+    With ``grpc=True`` it also serves gRPC on a free port (``grpc_target``); else
+    ``--grpc-port 0``, so that test servers never contend for the default 8001.
+    """
+
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 grpc: bool = False) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port() if grpc else 0
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        if "--grpc-port" not in args:
+            args = (*args, "--grpc-port", str(self.grpc_port))
         self.log_path = home / f"server-{self.port}.log"
         full_env = {**os.environ, "PORTAL_HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
         self._log = open(self.log_path, "wb")

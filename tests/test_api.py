@@ -498,8 +498,8 @@ def test_metrics_have_per_model_series_cache_and_in_flight(viewer):
     viewer.post("/v2/models/iris/versions/1/infer", json=_infer_body(X))
     viewer.post("/v2/models/iris/versions/1/infer", json=_infer_body([1] * 7))
     text = viewer.get("/metrics").text
-    assert 'portal_model_requests_total{model="iris",route="/v2/models/{name}/versions/{version}/infer",status="200",version="1"}' in text
-    assert 'portal_model_errors_total{model="iris",route="/v2/models/{name}/versions/{version}/infer",status="400",version="1"}' in text
+    assert 'portal_model_requests_total{model="iris",protocol="http",route="/v2/models/{name}/versions/{version}/infer",status="200",version="1"}' in text
+    assert 'portal_model_errors_total{model="iris",protocol="http",route="/v2/models/{name}/versions/{version}/infer",status="400",version="1"}' in text
     assert 'portal_model_request_duration_seconds_bucket{le="0.005",model="iris"' in text
     assert 'portal_inference_duration_seconds_count{model="iris",version="1"}' in text
     for name in ("portal_cache_hits_total", "portal_cache_misses_total", "portal_cache_loaded_bytes",

@@ -84,9 +84,12 @@ def create_app(portal: Portal, *, settings: ApiSettings | None = None, owns_port
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        grpc_server = _start_grpc(ctx) if settings.grpc_port else None
         try:
             yield
         finally:
+            if grpc_server is not None:
+                grpc_server.stop()
             ctx.close()
             if owns_portal:
                 portal.close()
@@ -110,6 +113,19 @@ def create_app(portal: Portal, *, settings: ApiSettings | None = None, owns_port
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _start_grpc(ctx: ApiContext) -> Any:
+    """The Open Inference Protocol's gRPC door on ``PORTAL_API_GRPC_PORT``, over the same context as HTTP."""
+    from .grpc import GrpcServer, GrpcStartError  # imported only when served (see portal.api.grpc)
+
+    settings = ctx.settings
+    try:
+        return GrpcServer(ctx, host=settings.grpc_host, port=settings.grpc_port,
+                          reuse_port=settings.grpc_reuse_port).start()
+    except GrpcStartError as exc:
+        logging.getLogger("portal.api").error("%s", exc.message)
+        raise
 
 
 def _serve_docs(app: FastAPI) -> None:

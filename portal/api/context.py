@@ -2,7 +2,9 @@
 
 ``ApiContext`` lives on ``app.state.ctx``.  Its methods block (database,
 onnxruntime), so routes call them from worker threads (``await ctx.run(...)``),
-never on the event loop.
+never on the event loop.  They take the HTTP ``Request``, or a ``Call`` for a
+request that came through another door (gRPC): both carry the per-request state
+(user, scoped portal, model labels) in ``.scope["state"]``.
 """
 
 from __future__ import annotations
@@ -23,18 +25,40 @@ from ..auth import Auth, User, require
 from ..core import Portal
 from ..errors import AuthenticationError, InferenceTimeoutError, InvalidNameError, PayloadTooLargeError
 from ..predict import Prediction, run_feeds
-from ..refs import ModelRef, is_version_number
+from ..refs import ModelRef, check_name, is_version_number
 from ..registry import ModelVersion
 from ..runtime import LoadedSession, SessionConfig
 from ..signature import Feeds, fixed_batch
 from .batching import Batcher, batchable
-from .limits import Watchdog
+from .limits import Deadline, Watchdog
 from .metrics import ApiMetrics
 from .settings import ApiSettings
+from .tensors import InferRequest
 
-__all__ = ["ApiContext", "Offload", "context"]
+__all__ = ["ApiContext", "Call", "Offload", "context"]
 
 T = TypeVar("T")
+
+
+class Call:
+    """A request that did not come over HTTP (gRPC): the state and headers the verbs below read.
+
+    Args:
+        user: the caller, already authenticated by the door.
+        source: the prediction log's ``source`` for the call's predictions.
+    """
+
+    def __init__(self, user: User, *, source: str) -> None:
+        self.scope: dict[str, Any] = {"state": {"user": user.name, "portal_user": user, "source": source}}
+        self.headers: dict[str, str] = {}
+
+    @property
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self.scope["state"]
+        return state
+
+
+AnyRequest = Request | Call
 
 
 class Offload(Exception):  # noqa: N818 - a signal, not an error
@@ -131,7 +155,7 @@ class ApiContext:
             return self.auth.authenticate(token)
         return await anyio.to_thread.run_sync(self.auth.authenticate, token)
 
-    def user(self, request: Request) -> User:
+    def user(self, request: AnyRequest) -> User:
         """The user of the request's bearer token, as the Guard found it (else checked against the database now)."""
         state = request.scope.setdefault("state", {})
         user: User | None = state.get("portal_user")
@@ -141,23 +165,23 @@ class ApiContext:
             state["portal_user"] = user
         return user
 
-    def allow(self, request: Request, action: str, *, model_owner: str | None = None) -> User:
+    def allow(self, request: AnyRequest, action: str, *, model_owner: str | None = None) -> User:
         """The request's user, if their role allows ``action``."""
         user = self.user(request)
         require(user, action, model_owner=model_owner)
         return user
 
-    def portal_for(self, request: Request) -> Portal:
+    def portal_for(self, request: AnyRequest) -> Portal:
         """The portal acting for the request's user: the library checks roles, owners and visibility."""
         state = request.scope.setdefault("state", {})
         scoped = state.get("portal")
         if scoped is None:
             user = state.get("portal_user") or self.user(request)
-            scoped = state["portal"] = self.portal.as_user(user, source="api")
+            scoped = state["portal"] = self.portal.as_user(user, source=state.get("source", "api"))
         return scoped
 
     # -- what -------------------------------------------------------------
-    def resolve(self, request: Request, ref: str | ModelRef) -> ModelVersion:
+    def resolve(self, request: AnyRequest, ref: str | ModelRef) -> ModelVersion:
         """The version ``ref`` names; labels the request's metrics with it."""
         version = self.portal_for(request).get(ref)
         state = request.scope.setdefault("state", {})
@@ -184,14 +208,40 @@ class ApiContext:
         )
 
     # -- predict ------------------------------------------------------------
+    def infer(
+        self, request: AnyRequest, name: str, version: str | None, decode: Callable[[ModelVersion], InferRequest],
+        *, on_deadline: Callable[[Deadline], None] | None = None,
+    ) -> tuple[ModelVersion, InferRequest, Prediction]:
+        """An Open Inference Protocol infer request, whatever its wire format: the one path of HTTP and gRPC.
+
+        Checks the role, resolves ``name`` / ``version`` (a number or an alias) as
+        the caller may see them, lets ``decode`` turn the wire body into tensors
+        checked against the resolved version's signature, and predicts within the
+        limits, logged with the request's ``source``.  Only ``decode`` and the
+        encoding of the answer differ between the doors.
+        """
+        self.allow(request, "infer")
+        resolved = self.resolve(request, self.version_ref(check_name(name), version))
+        parsed = decode(resolved)
+        state = request.scope["state"]
+        prediction = self.predict(resolved, parsed.arrays, rows=parsed.rows, caller=state["user"],
+                                  source=state.get("source", "api"), on_deadline=on_deadline)
+        return resolved, parsed, prediction
+
     def predict(
-        self, version: ModelVersion, data: Any, *, rows: int, extra_columns: str = "error", caller: str = ""
+        self, version: ModelVersion, data: Any, *, rows: int, extra_columns: str = "error", caller: str = "",
+        source: str = "api", on_deadline: Callable[[Deadline], None] | None = None,
     ) -> Prediction:
         """Predict within the batch, time and concurrency limits; log it as ``caller``'s.
 
+        Args:
+            source: the prediction log's source (``api`` for HTTP, ``grpc``).
+            on_deadline: called with the run's deadline before the run starts, so a
+                door can stop it early too (gRPC: when the client's deadline passes).
+
         Raises:
             PayloadTooLargeError: more rows than ``max_batch_rows``.
-            InferenceTimeoutError: the run passed ``infer_timeout_seconds`` and was stopped.
+            InferenceTimeoutError: the run passed ``infer_timeout_seconds``, or ``on_deadline``'s door stopped it.
         """
         limit = self.settings.max_batch_rows
         if rows > limit:
@@ -201,6 +251,8 @@ class ApiContext:
         hit = None
         try:
             with self.watchdog.guard() as deadline:
+                if on_deadline is not None:
+                    on_deadline(deadline)
                 try:
                     feeds = self.portal.coerce(version, data, extra_columns=extra_columns)
                     batcher = self._batcher(version)
@@ -211,16 +263,16 @@ class ApiContext:
                         outputs, keys = batcher.submit(feeds, deadline)
                 except Exception as exc:
                     if deadline.fired or _terminated(exc):
-                        self.metrics.rejected.labels("timeout").inc()
+                        self.metrics.rejected_counter(source).labels("timeout").inc()
                         raise InferenceTimeoutError(
                             f"inference ran past the limit of {self.settings.infer_timeout_seconds:g} s and was "
                             "stopped; send fewer rows per request (PORTAL_API_INFER_TIMEOUT_S sets the limit)"
                         ) from exc
                     raise
         except Exception as exc:
-            self._log(version, caller, feeds.rows if feeds is not None else rows, start, exc, None, None)
+            self._log(version, caller, source, feeds.rows if feeds is not None else rows, start, exc, None, None)
             raise
-        self._log(version, caller, feeds.rows, start, None, feeds, hit)
+        self._log(version, caller, source, feeds.rows, start, None, feeds, hit)
         prediction = Prediction(
             ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=time.perf_counter() - start,
             task=version.task, class_labels=version.class_labels, output_keys=keys,
@@ -252,10 +304,10 @@ class ApiContext:
         """The shared session of ``version``, with the API's session options."""
         return self.portal.session(version, config=self.session_config)
 
-    def _log(self, version: ModelVersion, caller: str, rows: int, start: float, error: Exception | None,
-             feeds: Feeds | None, hit: bool | None) -> None:
+    def _log(self, version: ModelVersion, caller: str, source: str, rows: int, start: float,
+             error: Exception | None, feeds: Feeds | None, hit: bool | None) -> None:
         self.portal.log_prediction(version, rows=rows, latency_s=time.perf_counter() - start, error=error,
-                                   feeds=feeds, cache_hit=hit, caller=caller, source="api")
+                                   feeds=feeds, cache_hit=hit, caller=caller, source=source)
 
     def _run(self, version: ModelVersion, feeds: Feeds, run_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         return run_feeds(self.session(version), feeds, chunk_rows=self.portal.settings.chunk_rows,

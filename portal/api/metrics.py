@@ -3,6 +3,10 @@
 Per-model series are labelled only with models that resolved (an unknown name
 sent by a client never becomes a label), and routes are labelled with their
 template (``/v2/models/{name}/infer``), so the number of series stays bounded.
+The per-model request series carry a ``protocol`` label (``http`` or ``grpc``;
+gRPC's ``route`` is the method, ``ModelInfer``, and its ``status`` the gRPC
+code name, ``OK`` or ``INVALID_ARGUMENT``); each door also has series of its own
+(``portal_http_*``, ``portal_grpc_*``).
 Each scrape shows the names of the models its caller may see; the series of
 every other model (private to someone else, or deleted) are summed under
 ``model="(hidden)"``, so ``/metrics`` never tells a name to someone who could
@@ -92,7 +96,8 @@ class ApiMetrics:
 
     def __init__(self, cache: Any) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._children: dict[tuple[str, str, int, str | None, str | None], tuple[Any, ...]] = {}
+        self._children: dict[tuple[str, str, int, str | None, str | None, str], tuple[Any, ...]] = {}
+        self._grpc_children: dict[tuple[str, str, str | None, str | None], tuple[Any, ...]] = {}
         r = self.registry
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -109,17 +114,29 @@ class ApiMetrics:
             "portal_http_rejected", "Requests refused by a limit (unauthenticated, too_large, busy, slow_body, timeout).",
             ["reason"], registry=r,
         )
+        self.grpc_requests = Counter(
+            "portal_grpc_requests", "gRPC calls by method and status code.", ["method", "code"], registry=r
+        )
+        self.grpc_latency = Histogram(
+            "portal_grpc_request_duration_seconds", "gRPC call latency by method.", ["method"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.grpc_in_flight = Gauge("portal_grpc_requests_in_flight", "gRPC calls being served now.", registry=r)
+        self.grpc_rejected = Counter(
+            "portal_grpc_rejected", "gRPC calls refused by a limit (unauthenticated, too_large, busy, slow_body, timeout).",
+            ["reason"], registry=r,
+        )
         self.model_requests = Counter(
-            "portal_model_requests", "Requests per model version, route and status.",
-            ["model", "version", "route", "status"], registry=r,
+            "portal_model_requests", "Requests per model version, route (gRPC: method), status and protocol.",
+            ["model", "version", "route", "status", "protocol"], registry=r,
         )
         self.model_errors = Counter(
-            "portal_model_errors", "Failed requests (status >= 400) per model version and route.",
-            ["model", "version", "route", "status"], registry=r,
+            "portal_model_errors", "Failed requests (HTTP status >= 400, gRPC code not OK) per model version and route.",
+            ["model", "version", "route", "status", "protocol"], registry=r,
         )
         self.model_latency = Histogram(
-            "portal_model_request_duration_seconds", "Request latency per model version and route.",
-            ["model", "version", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+            "portal_model_request_duration_seconds", "Request latency per model version, route and protocol.",
+            ["model", "version", "route", "protocol"], buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.inference = Histogram(
             "portal_inference_duration_seconds", "Time in onnxruntime per model version.",
@@ -131,35 +148,59 @@ class ApiMetrics:
             buckets=_BATCH_BUCKETS, registry=r,
         )
 
+    def rejected_counter(self, source: str) -> Counter:
+        """The counter of refusals of the door a prediction's ``source`` names (``grpc``, else HTTP)."""
+        return self.grpc_rejected if source == "grpc" else self.rejected
+
     def observe(self, *, method: str, route: str, status: int, seconds: float, model: str | None, version: str | None) -> None:
-        """Record one finished request."""
-        key = (method, route, status, model, version)
+        """Record one finished HTTP request."""
+        key = (method, route, status, model, version, "http")
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = self._make_children(key)
-        counter, histogram, *per_model = children
-        counter.inc()
-        histogram.observe(seconds)
-        if per_model:
-            per_model[0].inc()
-            per_model[1].observe(seconds)
-            if len(per_model) == 3:
-                per_model[2].inc()
+        _observe(children, seconds)
 
-    def _make_children(self, key: tuple[str, str, int, str | None, str | None]) -> tuple[Any, ...]:
+    def observe_grpc(self, *, method: str, code: str, seconds: float, model: str | None, version: str | None) -> None:
+        """Record one finished gRPC call (``code``: the status code's name, ``OK`` on success)."""
+        key = (method, code, model, version)
+        children = self._grpc_children.get(key)
+        if children is None:
+            door = [self.grpc_requests.labels(method, code), self.grpc_latency.labels(method)]
+            children = self._grpc_children[key] = (*door, *self._model_children(model, version, method, code,
+                                                                                code != "OK", "grpc"))
+        _observe(children, seconds)
+
+    def _make_children(self, key: tuple[str, str, int, str | None, str | None, str]) -> tuple[Any, ...]:
         # labels() costs a lock and a dict lookup per metric; a request touches up to five
-        method, route, status, model, version = key
+        method, route, status, model, version, protocol = key
         code = str(status)
-        children: list[Any] = [self.requests.labels(method, route, code), self.latency.labels(method, route)]
-        if model is not None:
-            v = version or ""
-            children += [self.model_requests.labels(model, v, route, code), self.model_latency.labels(model, v, route)]
-            if status >= 400:
-                children.append(self.model_errors.labels(model, v, route, code))
-        return tuple(children)
+        door = [self.requests.labels(method, route, code), self.latency.labels(method, route)]
+        return (*door, *self._model_children(model, version, route, code, status >= 400, protocol))
+
+    def _model_children(self, model: str | None, version: str | None, route: str, code: str, failed: bool,
+                        protocol: str) -> list[Any]:
+        if model is None:
+            return []
+        v = version or ""
+        children = [self.model_requests.labels(model, v, route, code, protocol),
+                    self.model_latency.labels(model, v, route, protocol)]
+        if failed:
+            children.append(self.model_errors.labels(model, v, route, code, protocol))
+        return children
 
     def render(self, *, visible: Callable[[str], bool] | None = None) -> bytes:
         """The Prometheus text; with ``visible``, models it refuses are summed under ``model="(hidden)"``."""
         if visible is None:
             return generate_latest(self.registry)
         return generate_latest(_Redacted(self.registry, visible))
+
+
+def _observe(children: tuple[Any, ...], seconds: float) -> None:
+    counter, histogram, *per_model = children
+    counter.inc()
+    histogram.observe(seconds)
+    if per_model:
+        per_model[0].inc()
+        per_model[1].observe(seconds)
+        if len(per_model) == 3:
+            per_model[2].inc()

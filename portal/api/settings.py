@@ -26,6 +26,13 @@ def _number(env: dict[str, str], name: str, default: float, *, allow_zero: bool 
     return value
 
 
+def _port(env: dict[str, str], name: str) -> int:
+    value = _number(env, name, 0, allow_zero=True)
+    if value != int(value) or value > 65_535:
+        raise ValueError(f"{name} must be a port number from 1 to 65535, or 0 for none (not {env[name]!r})")
+    return int(value)
+
+
 def _names(raw: str | None) -> frozenset[str]:
     return frozenset(n.strip() for n in (raw or "").split(",") if n.strip())
 
@@ -47,7 +54,11 @@ class ApiSettings:
     hand-off to a thread and back costs more than the work (0 turns this off).
     ``body_timeout_seconds`` is the longest the server waits for the next piece
     of a request body (408 after it), so a stalled client cannot hold a
-    concurrency slot.
+    concurrency slot.  ``grpc_port`` (0: none) serves the same models over the
+    Open Inference Protocol's gRPC binding from the same process, on
+    ``grpc_host``; ``portal serve`` sets both (``--grpc-port``, default 8001).
+    ``grpc_reuse_port`` lets several worker processes share the gRPC port
+    (``SO_REUSEPORT``); off, a port already taken is an error at startup.
     """
 
     max_body_bytes: int = 64 * MIB
@@ -63,6 +74,9 @@ class ApiSettings:
     batching: frozenset[str] = frozenset()
     batch_max_rows: int = 64
     batch_wait_seconds: float = 0.0
+    grpc_port: int = 0
+    grpc_host: str = "127.0.0.1"
+    grpc_reuse_port: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> ApiSettings:
@@ -80,5 +94,8 @@ class ApiSettings:
             batching=_names(env.get("PORTAL_API_BATCHING")),
             batch_max_rows=int(_number(env, "PORTAL_API_BATCH_MAX_ROWS", 64)),
             batch_wait_seconds=_number(env, "PORTAL_API_BATCH_WAIT_MS", 0.0, allow_zero=True) / 1000,
+            grpc_port=_port(env, "PORTAL_API_GRPC_PORT"),
+            grpc_host=(env.get("PORTAL_API_GRPC_HOST") or "").strip() or "127.0.0.1",
+            grpc_reuse_port=env.get("PORTAL_API_GRPC_REUSE_PORT", "").strip() == "1",
         )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]

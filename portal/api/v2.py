@@ -3,6 +3,8 @@
 A version segment may be a number or an alias (``/v2/models/churn/versions/production/infer``).
 Health routes and the server metadata need no token; the rest need a viewer.  The
 infer routes come first: routes are matched in order and they are the hot path.
+``server_metadata``, ``model_metadata_doc`` and ``model_ready_doc`` also answer
+the gRPC door (``portal.api.grpc``), and both doors infer through ``ApiContext.infer``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..refs import check_name
+from ..registry import ModelVersion
 from ..signature import tensor_inputs
-from .context import Offload, context
+from .context import AnyRequest, ApiContext, Offload, context
 from .errors import ERROR_RESPONSES
 from .predict import media_type
-from .tensors import decode_infer_request, encode_outputs, tensor_metadata
+from .tensors import InferRequest, decode_infer_request, encode_outputs, tensor_metadata
 
-__all__ = ["router"]
+__all__ = ["model_metadata_doc", "model_ready_doc", "router", "server_metadata", "server_ready"]
 
 router = APIRouter(tags=["Open Inference Protocol v2"])
 
@@ -96,17 +99,18 @@ def _server_version() -> str:
 def _infer(request: Request, name: str, version: str | None, body: bytes, *, inline: bool = False) -> Response:
     ctx = context(request)
     started = time.thread_time()
-    ctx.allow(request, "infer")
-    resolved = ctx.resolve(request, ctx.version_ref(check_name(name), version))
-    if inline and not ctx.is_loaded(resolved):
-        raise Offload  # loading a model takes long: never on the event loop
-    media_type(request, accepted=("application/json", "application/octet-stream"))
-    signature = resolved.signature
-    parsed = decode_infer_request(
-        body, inputs=tensor_inputs(signature), output_names=[o["name"] for o in signature["outputs"]],
-        header_length=request.headers.get("inference-header-content-length"),
-    )
-    prediction = ctx.predict(resolved, parsed.arrays, rows=parsed.rows, caller=request.scope["state"]["user"])
+
+    def decode(resolved: ModelVersion) -> InferRequest:
+        if inline and not ctx.is_loaded(resolved):
+            raise Offload  # loading a model takes long: never on the event loop
+        media_type(request, accepted=("application/json", "application/octet-stream"))
+        signature = resolved.signature
+        return decode_infer_request(
+            body, inputs=tensor_inputs(signature), output_names=[o["name"] for o in signature["outputs"]],
+            header_length=request.headers.get("inference-header-content-length"),
+        )
+
+    resolved, parsed, prediction = ctx.infer(request, name, version, decode)
     entries, binary = encode_outputs(prediction.outputs, parsed.outputs, binary_default=parsed.binary_output)
     doc: dict[str, Any] = {"model_name": resolved.name, "model_version": str(resolved.version)}
     if parsed.id is not None:
@@ -160,12 +164,17 @@ def live() -> dict[str, Any]:
 
 @router.get("/v2/health/ready", summary="Readiness: the registry answers")
 def ready(request: Request) -> dict[str, Any]:
-    context(request).portal.registry.stats()
+    return server_ready(context(request))
+
+
+def server_ready(ctx: ApiContext) -> dict[str, Any]:
+    """``{"ready": True}`` once the registry answers (raises otherwise)."""
+    ctx.portal.registry.stats()
     return {"ready": True}
 
 
-def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    ctx = context(request)
+def model_metadata_doc(ctx: ApiContext, request: AnyRequest, name: str, version: str | None) -> dict[str, Any]:
+    """The OIP model metadata of ``name`` (``version``: a number, an alias, or None for every version)."""
     ctx.allow(request, "read")
     resolved = ctx.resolve(request, ctx.version_ref(check_name(name), version))
     if version is None:
@@ -183,17 +192,17 @@ def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any
 
 @router.get("/v2/models/{name}", summary="Model metadata (latest version)", responses=_METADATA_RESPONSES)
 def model_metadata(name: str, request: Request) -> dict[str, Any]:
-    return _metadata(request, name, None)
+    return model_metadata_doc(context(request), request, name, None)
 
 
 @router.get("/v2/models/{name}/versions/{version}", summary="Model metadata of a version or alias",
             responses=_METADATA_RESPONSES)
 def version_metadata(name: str, version: str, request: Request) -> dict[str, Any]:
-    return _metadata(request, name, version)
+    return model_metadata_doc(context(request), request, name, version)
 
 
-def _ready(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    ctx = context(request)
+def model_ready_doc(ctx: ApiContext, request: AnyRequest, name: str, version: str | None) -> dict[str, Any]:
+    """Load (and warm) the version ``name`` / ``version`` names; its name, version and ``ready``."""
     ctx.allow(request, "read")
     resolved = ctx.resolve(request, ctx.version_ref(check_name(name), version))
     ctx.session(resolved)  # loads (and warms) the model if it is not loaded yet
@@ -202,10 +211,10 @@ def _ready(request: Request, name: str, version: str | None) -> dict[str, Any]:
 
 @router.get("/v2/models/{name}/ready", summary="Model readiness (loads the model)", responses=ERROR_RESPONSES)  # type: ignore[arg-type]
 def model_ready(name: str, request: Request) -> dict[str, Any]:
-    return _ready(request, name, None)
+    return model_ready_doc(context(request), request, name, None)
 
 
 @router.get("/v2/models/{name}/versions/{version}/ready", summary="Readiness of a version or alias",
             responses=ERROR_RESPONSES)  # type: ignore[arg-type]
 def version_ready(name: str, version: str, request: Request) -> dict[str, Any]:
-    return _ready(request, name, version)
+    return model_ready_doc(context(request), request, name, version)

@@ -1,0 +1,189 @@
+"""What the gRPC door does around every call, as the HTTP ``Guard`` does around every request.
+
+In order: a request id (the client's ``x-request-id`` metadata when it is sane,
+else a new one; sent back in the trailing metadata); the bearer token from the
+``authorization`` metadata (UNAUTHENTICATED); a concurrency slot
+(RESOURCE_EXHAUSTED); then the request message, which must arrive within
+``PORTAL_API_BODY_TIMEOUT_S`` (the call is cancelled otherwise).  The token and
+the slot are checked before a byte of the message is read.  Whatever happens,
+the metrics and one JSON access-log line are written, and every error becomes a
+gRPC status with a message a user can act on; an unexpected exception becomes
+INTERNAL naming the request id, the traceback going to the server log only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from ...auth import User
+from ...errors import AuthenticationError, CorruptBlobError, MemoryLimitError, PortalError
+from ..context import ApiContext
+from ..guard import access_logger
+
+__all__ = ["Exchange", "ReadTimer", "Slots", "authenticate", "finish", "status_of"]
+
+_log = logging.getLogger("portal.api")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_MAX_LOGGED = 300
+_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+@dataclass
+class Exchange:
+    """What the door learns about one call while it is served."""
+
+    method: str
+    request_id: str
+    peer: str
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    bytes_in: int = 0
+    bytes_out: int = 0
+    user: str | None = None
+    model: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def start(cls, method: str, metadata: dict[str, str], context: grpc.ServicerContext) -> Exchange:
+        given = metadata.get("x-request-id")
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        return cls(method, request_id, context.peer())
+
+
+def status_of(exc: PortalError) -> grpc.StatusCode:
+    """The gRPC status of a portal error: its HTTP status's counterpart."""
+    if isinstance(exc, MemoryLimitError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED  # 422 over HTTP, but it is a resource running out
+    if isinstance(exc, CorruptBlobError):
+        return grpc.StatusCode.DATA_LOSS
+    return _CODES.get(exc.status, grpc.StatusCode.INTERNAL)
+
+
+def authenticate(ctx: ApiContext, metadata: dict[str, str]) -> User:
+    """The user of the ``authorization: Bearer TOKEN`` metadata.
+
+    Raises:
+        AuthenticationError: no metadata, a malformed value, an unknown or revoked token, a disabled user.
+    """
+    header = metadata.get("authorization")
+    if not header:
+        raise AuthenticationError(
+            "missing token: send the metadata 'authorization: Bearer <token>'; an admin makes one with "
+            "`portal tokens create USER`"
+        )
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AuthenticationError("use the metadata 'authorization: Bearer <token>'")
+    return ctx.auth.authenticate(value.strip())
+
+
+class Slots:
+    """At most ``limit`` calls served at once; the gRPC door's share of ``PORTAL_API_MAX_CONCURRENCY``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.used -= 1
+
+
+class ReadTimer:
+    """Cancels calls whose request message has not arrived ``timeout`` seconds after they started reading it.
+
+    One thread for every call, like the inference ``Watchdog``: all deadlines
+    share one timeout, so insertion order is deadline order.
+    """
+
+    def __init__(self, timeout: float, on_fire: Any) -> None:
+        self.timeout = timeout
+        self.on_fire = on_fire
+        self._pending: OrderedDict[int, tuple[float, grpc.ServicerContext]] = OrderedDict()
+        self._ids = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @contextlib.contextmanager
+    def guard(self, context: grpc.ServicerContext) -> Iterator[None]:
+        key = next(self._ids)
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="portal-grpc-read-timer", daemon=True)
+                self._thread.start()
+            self._pending[key] = (time.monotonic() + self.timeout, context)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._pending.pop(key, None)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if not self._pending:
+                    self._cond.wait(self.timeout)
+                    continue
+                key, (at, context) = next(iter(self._pending.items()))
+                wait = at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(min(wait, self.timeout))
+                    continue
+                del self._pending[key]
+                self.on_fire()
+                context.cancel()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+
+def finish(ctx: ApiContext, ex: Exchange, seconds: float) -> None:
+    """Record a finished call: metrics, and one JSON line on ``portal.access``."""
+    ctx.metrics.observe_grpc(method=ex.method, code=ex.code.name, seconds=seconds, model=ex.model, version=ex.version)
+    if access_logger.isEnabledFor(logging.INFO):
+        access_logger.info(json.dumps({
+            "ts": round(time.time(), 3), "request_id": ex.request_id, "client": ex.peer[:_MAX_LOGGED],
+            "protocol": "grpc", "method": ex.method, "path": f"/inference.GRPCInferenceService/{ex.method}",
+            "route": ex.method, "status": ex.code.name, "ms": round(seconds * 1000, 3), "bytes_in": ex.bytes_in,
+            "bytes_out": ex.bytes_out, "user": ex.user, "model": ex.model, "version": ex.version,
+        }, ensure_ascii=True))
+
+
+def log_internal(ex: Exchange, exc: BaseException | None, message: str = "") -> str:
+    """Log a server-side failure (with its traceback when ``exc`` is given); the message for the client."""
+    if exc is not None and not isinstance(exc, PortalError):
+        _log.error("unhandled error in gRPC %s (request id %s)", ex.method, ex.request_id, exc_info=exc)
+        return f"internal error, see server log (request id {ex.request_id})"
+    _log.error("%s (request id %s)", message, ex.request_id)
+    return message
