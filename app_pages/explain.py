@@ -1,4 +1,4 @@
-"""Explain: why the model answered what it did (SHAP), for rows, edited rows, images and variants."""
+"""Explain: why the model answered what it did (SHAP or LIME), for rows, edited rows, images and variants."""
 
 from __future__ import annotations
 
@@ -6,15 +6,8 @@ import streamlit as st
 
 from portal import views
 from portal.explain import warm_up_shap
-from portal.ui.explain_panels import (
-    data_sources,
-    drift_panel,
-    image_panel,
-    many_rows_panel,
-    one_row_panel,
-    settings_panel,
-    whatif_panel,
-)
+from portal.ui import explain_lime_panels as lime_panels
+from portal.ui import explain_panels as shap_panels
 from portal.ui.session import current_portal
 from portal.ui.widgets import picked_version, show_flash
 
@@ -23,28 +16,31 @@ warm_up_shap()  # a no-op once shap is compiled; otherwise it compiles while the
 show_flash()
 st.title("Explain")
 version = picked_version(portal)
-st.caption(f"Why {version.ref} answers what it does: SHAP attributions over the portal's own predictions. "
-           "Each explanation is checked (base value + attributions = output) and cached.")
+st.caption(f"Why {version.ref} answers what it does: SHAP attributions (each checked: base value + attributions = "
+           "output) or LIME's local straight-line fits, over the portal's own predictions, cached.")
 mode = views.input_mode(version)
-settings = settings_panel()
+settings = shap_panels.settings_panel()
 if settings is None:
     st.stop()
+panels = lime_panels if settings.method == "lime" else shap_panels  # the same panels, by method
 
 if mode == "image":
-    image_panel(portal, version, settings)
+    panels.image_panel(portal, version, settings)
 elif mode == "tabular":
-    sources = data_sources(portal, version)
+    sources = shap_panels.data_sources(portal, version)
     if sources is None:
         st.stop()
     rows, background = sources
-    one, many, whatif, drift = st.tabs(["One row", "Many rows", "What-if", "Variant drift"])
+    one, many, whatif, drift, agree = st.tabs(["One row", "Many rows", "What-if", "Variant drift", "SHAP vs LIME"])
     with one:
-        one_row_panel(portal, version, rows, background, settings)
+        panels.one_row_panel(portal, version, rows, background, settings)
     with many:
-        many_rows_panel(portal, version, rows, background, settings)
+        panels.many_rows_panel(portal, version, rows, background, settings)
     with whatif:
-        whatif_panel(portal, version, rows, background, settings)
+        panels.whatif_panel(portal, version, rows, background, settings)
     with drift:
-        drift_panel(portal, version, rows, background, settings)
+        shap_panels.drift_panel(portal, version, rows, background, settings)
+    with agree:
+        lime_panels.agreement_panel(portal, version, rows, background, settings)
 else:
     st.info(f"{version.ref} takes raw tensors; explanations need table columns or images.", icon=":material/info:")

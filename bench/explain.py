@@ -1,6 +1,10 @@
-"""SHAP explanations: portal vs shap called directly, first vs warm, cache hit, digits images.
+"""SHAP and LIME explanations: portal vs shap / lime called directly, first vs warm, cache hit, digits images,
+SHAP vs LIME agreement on the demo models.
 
-Run: .venv/bin/python bench/explain.py [--home DIR] [--rows 10] [--rounds 9] [--fresh 2]
+Run: .venv/bin/python bench/explain.py [--home DIR] [--rows 10] [--rounds 9] [--fresh 2] [--lime-only]
+
+The LIME tables come from ``bench/explain_lime.py`` (issue #17: portal ≤ 1.10× lime
+called directly; agreement figures of the demo models).
 
 Every figure is measured in this run against a baseline measured in this run.
 On a busy machine the end-to-end ratios swing by ±20 % from run to run; the
@@ -34,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
+import explain_lime  # noqa: E402
 from _common import mlp, table  # noqa: E402
 
 from portal import Portal  # noqa: E402
@@ -300,12 +305,22 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--fresh", type=int, default=2, help="fresh processes with start-up warm-up")
+    parser.add_argument("--lime-only", action="store_true", help="only the LIME tables (bench/explain_lime.py)")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     home = args.home or Path(tmp.name)
     portal = Portal.open(home)
     frame = _register_mlp(portal)
     warm_up_shap(wait=True)
+    if not args.lime_only:
+        shap_tables(portal, home, frame, args)
+        print()
+    explain_lime.run(portal, model=MODEL, output="probs", frame=frame, rows=args.rows, rounds=args.rounds)
+    portal.close()
+    tmp.cleanup()
+
+
+def shap_tables(portal: Portal, home: Path, frame: pd.DataFrame, args: argparse.Namespace) -> None:
     print(f"# explanations of a 30-feature MLP, {args.rows} rows, {args.rounds} interleaved rounds "
           "(best: fastest round of each; ratios: median of per-round ratios, wall-clock and process CPU)\n")
     print(table(overhead(portal, frame, args.rows, args.rounds),
@@ -319,8 +334,6 @@ def main() -> None:
     print(table(cache_hit(portal, frame, args.rows), ["case", "time"]))
     print("\n# images\n")
     print(table(digits(portal, 4), ["case", "time", "check", "estimate"]))
-    portal.close()
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

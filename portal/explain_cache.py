@@ -9,6 +9,7 @@ reader sees a whole entry or none; a damaged entry is dropped and counts as a mi
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExplainCache", "make_key"]
+__all__ = ["ExplainCache", "library_version", "make_key"]
 
 _META = "__meta__"
 
@@ -27,6 +28,17 @@ def make_key(parts: dict[str, Any]) -> str:
     """A stable hash of a JSON-able description of a request."""
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def library_version(name: str) -> str:
+    """The installed version of ``name`` (part of keys: another release may explain differently)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "missing"
 
 
 class ExplainCache:

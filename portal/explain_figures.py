@@ -8,6 +8,7 @@
     drift_rows           per-row rank correlation and top-k agreement of a variant vs its parent
     drift_importance     global importances of parent and variant side by side
     html_report          a standalone HTML page (plotly inlined) for selected rows
+    standalone_html      the page itself, shared with the LIME and agreement reports (explain_lime_figures)
     shap_csv             SHAP values as CSV bytes, formula-escaped
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "image_overlay",
     "importance_bar",
     "shap_csv",
+    "standalone_html",
     "waterfall",
 ]
 
@@ -295,17 +297,21 @@ def html_report(
         figures += [waterfall(expl, r, target=target) for r in rows]
     else:
         figures += [image_overlay(expl, r) for r in rows]
+    shown = f"{'Rows' if isinstance(expl, TabularExplanation) else 'Images'} shown: {', '.join(str(r) for r in rows)}"
+    return standalone_html(title or f"Explanation of {expl.ref}", _facts(expl), figures, shown)
+
+
+def standalone_html(title: str, facts: Sequence[tuple[str, str]], figures: Sequence[go.Figure], caption: str) -> str:
+    """A standalone HTML page: a title, a table of facts, a caption, then the figures (plotly.js inlined once)."""
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
-    facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _facts(expl))
-    heading = html.escape(title or f"Explanation of {expl.ref}")
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
+    heading = html.escape(title)
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{heading}</title><style>body{{font-family:Inter,'Source Sans Pro',sans-serif;margin:2em;"
         "color:#0f172a}th{text-align:left;padding-right:1em;vertical-align:top}td,th{padding:.2em .5em}"
         "table{border-collapse:collapse;margin-bottom:1.5em}tr:nth-child(even){background:#f1f5f9}</style>"
-        f"</head><body><h1>{heading}</h1><table>{facts}</table>"
-        f"<p>{'Rows' if isinstance(expl, TabularExplanation) else 'Images'} shown: "
-        f"{html.escape(', '.join(str(r) for r in rows))}</p>"
+        f"</head><body><h1>{heading}</h1><table>{rows}</table><p>{html.escape(caption)}</p>"
         + "".join(f"<div class='figure'>{part}</div>" for part in parts)
         + "</body></html>"
     )

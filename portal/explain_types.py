@@ -1,6 +1,6 @@
 """What an explanation is asked with and what it returns.
 
-    ExplainSettings      explainer, evaluation and background budget, seed, hard limits
+    ExplainSettings      method (SHAP or LIME), explainer, evaluation and background budget, seed, hard limits
     Estimate             the plan and its predicted cost, shown before running
     Attribution          one explained output per row: values, base value, model output
     TabularExplanation   SHAP values of table rows for every output, plus the additivity check
@@ -21,14 +21,22 @@ from .explain_data import BackgroundInfo
 __all__ = ["Attribution", "Estimate", "ExplainSettings", "ImageExplanation", "TabularExplanation"]
 
 EXPLAINERS = ("auto", "exact", "permutation")
+METHODS = ("shap", "lime")
+# fields only LIME reads: kept out of SHAP's cache key (so SHAP entries survive a LIME setting change)
+_LIME_FIELDS = ("method", "lime_samples", "lime_discretize", "lime_kernel_width", "lime_segments")
+# fields only SHAP reads: kept out of LIME's cache key
+_SHAP_FIELDS = ("explainer", "max_evals", "background_size", "background_method", "exact_max_features", "blur",
+                "batch_rows")
+MIN_LIME_SAMPLES = 50
 _TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
 class ExplainSettings:
-    """How to explain; every field takes part in the cache key.
+    """How to explain; every field a method reads takes part in its cache key.
 
     Args:
+        method: ``"shap"`` (default) or ``"lime"``; ``explain_rows`` / ``explain_images`` dispatch on it.
         explainer: ``"auto"`` (exact up to ``exact_max_features`` features, permutation beyond),
             ``"exact"`` or ``"permutation"``. Images always use the partition explainer.
         max_evals: masked evaluations per row (default: 500 for permutation, at least
@@ -41,6 +49,11 @@ class ExplainSettings:
         max_model_rows: hard budget of rows run through the model for one explanation.
         max_seconds: hard budget of wall-clock seconds for one explanation.
         batch_rows: about how many rows each ONNX call gets.
+        lime_samples: LIME's perturbed samples per row or image (default: lime's 5000 for rows, 1000 for images).
+        lime_discretize: LIME on rows: quartile bins of continuous features (lime's default) or scaled values.
+        lime_kernel_width: LIME's exponential kernel width (default: 0.75 × sqrt(features) for rows,
+            lime's 0.25 for images).
+        lime_segments: LIME on images: about how many superpixels (SLIC); default from the image size.
     """
 
     explainer: str = "auto"
@@ -54,8 +67,15 @@ class ExplainSettings:
     max_model_rows: int = 20_000_000
     max_seconds: float = 120.0
     batch_rows: int = 4096
+    method: str = "shap"
+    lime_samples: int | None = None
+    lime_discretize: bool = True
+    lime_kernel_width: float | None = None
+    lime_segments: int | None = None
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidInputError(f"invalid method, expected 'shap' or 'lime' (not {self.method!r})")
         if self.explainer not in EXPLAINERS:
             raise InvalidInputError(
                 f"invalid explainer, expected one of {', '.join(EXPLAINERS)} (not {self.explainer!r})")
@@ -65,6 +85,7 @@ class ExplainSettings:
         positive = {
             "max_evals": self.max_evals, "background_size": self.background_size, "top_classes": self.top_classes,
             "max_model_rows": self.max_model_rows, "batch_rows": self.batch_rows, "blur": self.blur,
+            "lime_samples": self.lime_samples, "lime_segments": self.lime_segments,
         }
         for name, value in positive.items():
             if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
@@ -73,9 +94,20 @@ class ExplainSettings:
             raise InvalidInputError(f"exact_max_features must be between 1 and 12 (not {self.exact_max_features!r})")
         if not self.max_seconds > 0:
             raise InvalidInputError(f"max_seconds must be positive (not {self.max_seconds!r})")
+        if self.lime_samples is not None and self.lime_samples < MIN_LIME_SAMPLES:
+            raise InvalidInputError(f"lime_samples must be at least {MIN_LIME_SAMPLES} (not {self.lime_samples!r})")
+        if self.lime_segments is not None and self.lime_segments < 2:
+            raise InvalidInputError(f"lime_segments must be at least 2 (not {self.lime_segments!r})")
+        if self.lime_kernel_width is not None and not self.lime_kernel_width > 0:
+            raise InvalidInputError(f"lime_kernel_width must be positive (not {self.lime_kernel_width!r})")
 
     def key(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """What a SHAP result depends on (LIME's fields left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _LIME_FIELDS}
+
+    def lime_key(self) -> dict[str, Any]:
+        """What a LIME result depends on (SHAP's fields left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _SHAP_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -99,7 +131,7 @@ class Estimate:
             return "Cached: this explanation was computed before and loads instantly."
         per_row = f"{self.latency_s * 1e6:.2f} µs" if self.latency_s < 1e-3 else f"{self.latency_s * 1e3:.2f} ms"
         background = f" × {self.background_rows:,} background rows" if self.background_rows > 1 else ""
-        unit = "image(s)" if self.explainer == "partition" else "row(s)"
+        unit = "image(s)" if self.explainer in ("partition", "lime image") else "row(s)"
         return (
             f"{self.explainer} explainer: {self.rows:,} {unit} × {self.max_evals:,} evaluations{background} "
             f"≤ {self.model_rows:,} model rows at {per_row} each → about {_seconds(self.seconds)}."

@@ -1,4 +1,7 @@
-"""Panels of the Explain page: one row, many rows, what-if, images, variant drift.
+"""Panels of the Explain page (SHAP): one row, many rows, what-if, images, variant drift.
+
+The method, settings and data widgets live in :mod:`.explain_inputs`, the LIME
+and SHAP-vs-LIME panels in :mod:`.explain_lime_panels`; both reuse the helpers here.
 
 Every panel builds a job (cheap: the data is checked and hashed), shows its
 result at once when the explanation is cached, and otherwise shows the time
@@ -18,83 +21,26 @@ import streamlit as st
 from .. import explain_figures as xf
 from .. import views
 from ..core import Portal
-from ..dataio import frame_to_csv_bytes, read_table
+from ..dataio import frame_to_csv_bytes
 from ..errors import PortalError
-from ..explain import ExplainSettings, ImageJob, TabularExplanation, TabularJob, explain_drift, is_warm
+from ..explain import (ExplainSettings, ImageJob, LimeImageJob, LimeJob, TabularExplanation, TabularJob,
+                       explain_drift, is_warm)
 from ..explain_drift import drift_jobs
 from ..registry import ModelVersion
+from .explain_inputs import PREFIX, data_sources, settings_panel
 from .render import chart
 from .widgets import feature_input, shown_errors
 
-__all__ = ["data_sources", "drift_panel", "image_panel", "many_rows_panel", "one_row_panel", "settings_panel",
-           "variant_drift_panel", "whatif_panel"]
+__all__ = ["data_sources", "drift_panel", "image_panel", "many_rows_panel", "one_row_panel", "picked_images",
+           "settings_panel", "variant_drift_panel", "whatif_inputs", "whatif_panel"]
 
-# session-state keys of the Explain page (widgets)
-PREFIX = "explain."
 WHATIF = PREFIX + "whatif."  # + "<ref>.<column>": one what-if field
 _PREDICTED = "predicted class"
 _NONE = "(none)"
 
 
-# -- settings and data ------------------------------------------------------------------
-def settings_panel() -> ExplainSettings | None:
-    """The explanation settings, in an expander; None (with the error shown) when invalid."""
-    with st.expander("Explanation settings", icon=":material/tune:"):
-        cols = st.columns(3)
-        explainer = cols[0].selectbox("Explainer", ["auto", "exact", "permutation"], key=PREFIX + "explainer",
-                                      help="auto: exact for up to 10 features, permutation beyond")
-        max_evals = cols[1].number_input("Evaluations per row (0 = automatic)", min_value=0, value=0, step=100,
-                                         key=PREFIX + "max_evals")
-        seed = cols[2].number_input("Seed", min_value=0, value=0, step=1, key=PREFIX + "seed")
-        size = cols[0].number_input("Background rows", min_value=1, max_value=5000, value=100, step=10,
-                                    key=PREFIX + "background_size")
-        method = cols[1].radio("Summarize background by", ["sample", "kmeans"], horizontal=True,
-                               key=PREFIX + "background_method", help="a random sample, or k-means representatives")
-        seconds = cols[2].number_input("Time budget (s)", min_value=1, max_value=3600, value=120, step=10,
-                                       key=PREFIX + "max_seconds",
-                                       help="a run that would take longer is capped or refused")
-    with shown_errors():
-        return ExplainSettings(explainer=explainer, max_evals=int(max_evals) or None, seed=int(seed),
-                               background_size=int(size), background_method=method, max_seconds=float(seconds))
-    return None
-
-
-def _uploaded_table(label: str, key: str, help: str) -> pd.DataFrame | None:
-    upload = st.file_uploader(label, type=["csv", "parquet"], key=key, help=help)
-    if upload is None:
-        return None
-    with shown_errors(stop=True):
-        return read_table(upload.getvalue(), name=upload.name)
-    return None
-
-
-def data_sources(portal: Portal, version: ModelVersion) -> tuple[pd.DataFrame, Any] | None:
-    """The rows to explain and the background (None: the version's reference data)."""
-    reference = portal.reference_frame(version.ref)
-    if reference is None and version.parent:
-        reference = portal.reference_frame(version.parent)
-    with st.expander("Data", icon=":material/table:", expanded=reference is None):
-        cols = st.columns(2)
-        with cols[0]:
-            rows = _uploaded_table("Rows to explain (optional)", PREFIX + "rows_file",
-                                   "CSV or Parquet with the model's columns; default: the reference data")
-        with cols[1]:
-            background = _uploaded_table("Background (optional)", PREFIX + "background_file",
-                                         "what 'absent' means for a feature; default: the reference data")
-    rows = rows if rows is not None else reference
-    if rows is None:
-        st.info("This version has no reference data: upload the rows to explain and a background table under **Data**.",
-                icon=":material/upload_file:")
-        return None
-    if background is None and reference is None:
-        st.info("Upload a background table under **Data** (this version has no reference data).",
-                icon=":material/info:")
-        return None
-    return rows.reset_index(drop=True), background
-
-
 # -- running ----------------------------------------------------------------------------
-def _explained(job: TabularJob | ImageJob, *, key: str, label: str = "Explain") -> Any:
+def _explained(job: TabularJob | ImageJob | LimeJob | LimeImageJob, *, key: str, label: str = "Explain") -> Any:
     """The job's result: at once when cached, else after a click, with the estimate and a progress bar."""
     if job.cached:
         return job.run()
@@ -109,7 +55,7 @@ def _explained(job: TabularJob | ImageJob, *, key: str, label: str = "Explain") 
     if not st.button(label, key=key, type="primary", icon=":material/psychology:"):
         return None
     waiting = "Explaining … (shap compiles once per server start; this first run waits for it)"
-    bar = st.progress(0.0, text="Explaining …" if is_warm() else waiting)
+    bar = st.progress(0.0, text="Explaining …" if is_warm() or isinstance(job, (LimeJob, LimeImageJob)) else waiting)
     result = None
     with shown_errors():
         result = job.run(progress=_progress_of(bar))
@@ -219,14 +165,13 @@ def _load_row(fields: list[views.FeatureField], rows: pd.DataFrame, prefix: str)
     st.session_state[PREFIX + "whatif.loaded"] = index
 
 
-def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
-                 settings: ExplainSettings) -> None:
-    """Edit a row's values; its prediction and waterfall follow."""
+def whatif_inputs(version: ModelVersion, rows: pd.DataFrame) -> tuple[pd.DataFrame, int] | None:
+    """The what-if form: the edited row, and the index of the row it started from (shared by SHAP and LIME)."""
     try:
         fields = views.feature_fields(version, rows)
     except PortalError as exc:
         st.info(exc.message, icon=":material/info:")
-        return
+        return None
     prefix = f"{WHATIF}{version.ref}."
     if prefix + fields[0].name not in st.session_state:
         st.session_state[PREFIX + "whatif.from"] = 0
@@ -241,7 +186,16 @@ def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, back
                 feature_input(field, prefix + field.name)
         st.form_submit_button("Update", type="primary", icon=":material/refresh:")
     edited = pd.DataFrame([{f.name: st.session_state[prefix + f.name] for f in fields}])
-    loaded = int(st.session_state.get(PREFIX + "whatif.loaded", 0))
+    return edited, int(st.session_state.get(PREFIX + "whatif.loaded", 0))
+
+
+def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
+                 settings: ExplainSettings) -> None:
+    """Edit a row's values; its prediction and waterfall follow."""
+    inputs = whatif_inputs(version, rows)
+    if inputs is None:
+        return
+    edited, loaded = inputs
     with shown_errors():
         job = TabularJob(portal, version, edited, background=background, settings=settings)
         expl = job.run() if job.cached or job.estimate.seconds <= 5 else _explained(
@@ -273,8 +227,8 @@ def _reference_images(version: ModelVersion, reference: pd.DataFrame | None, cou
     return pixels.reshape(len(pixels), *dims)
 
 
-def image_panel(portal: Portal, version: ModelVersion, settings: ExplainSettings) -> None:
-    """Images with the attribution heat map of their top classes overlaid."""
+def picked_images(portal: Portal, version: ModelVersion) -> tuple[Any, int] | None:
+    """Dropped images (else a reference image) and how many classes per image to explain."""
     uploads = st.file_uploader("Images", type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
                                accept_multiple_files=True, key=PREFIX + "images")
     reference = _reference_images(version, portal.reference_frame(version.ref), 12)
@@ -285,10 +239,19 @@ def image_panel(portal: Portal, version: ModelVersion, settings: ExplainSettings
         images = reference[index : index + 1]
     if images is None:
         st.info("Drop one or more images to explain.", icon=":material/image:")
-        return
+        return None
     classes = len(version.class_labels or []) or 10
     top = st.slider("Classes per image", min_value=1, max_value=min(5, classes), value=min(3, classes),
                     key=PREFIX + "image.top")
+    return images, top
+
+
+def image_panel(portal: Portal, version: ModelVersion, settings: ExplainSettings) -> None:
+    """Images with the attribution heat map of their top classes overlaid."""
+    picked = picked_images(portal, version)
+    if picked is None:
+        return
+    images, top = picked
     with shown_errors():
         job = ImageJob(portal, version, images, settings=replace(settings, top_classes=top))
         expl = _explained(job, key=PREFIX + "image.run", label="Explain the image(s)")
@@ -321,6 +284,8 @@ def _comparison(portal: Portal, version: ModelVersion, prefix: str) -> str | Non
 def drift_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
                 settings: ExplainSettings, *, prefix: str = PREFIX) -> None:
     """Explanation drift of a variant against its parent: rank correlation, top-k agreement, largest changes."""
+    if settings.method == "lime":
+        st.caption("Variant drift compares SHAP explanations (the method choice applies to the other tabs).")
     parent = _comparison(portal, version, prefix)
     if parent is None:
         return
