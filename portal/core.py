@@ -6,11 +6,9 @@ import contextlib
 import copy
 import getpass
 import io
-import os
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import pandas as pd
 
 from .auth import User, require
 from .config import Settings
-from .dataio import iter_table_chunks, read_input, write_frame
+from .dataio import read_input, write_frame
 from .errors import InvalidInputError, InvalidNameError, NotFoundError, PortalError
 from .images import IMAGE_SUFFIXES, load_image, preprocess_images
 from .memlimit import install as install_memory_limit
@@ -581,11 +579,18 @@ class Portal:
         *,
         extra_columns: str = "error",
         progress: Callable[[int], None] | None = None,
+        keep_inputs: bool = False,
+        cancel: threading.Event | None = None,
     ) -> pd.DataFrame | Prediction:
-        """Score a file; CSV/Parquet are streamed in chunks so memory stays bounded.
+        """Score a file; CSV and Parquet are streamed (parse, infer and write overlap; memory bounded by the chunk size).
 
-        With ``output`` the results are written there (by suffix) and a summary is
-        returned; without it the full results table.
+        With ``output`` the results are written there and a one-row summary is
+        returned; without it the results table.  A CSV or Parquet output of a
+        table is written to a temp file and renamed into place when every row is
+        scored, so an error (which names the line and column) or a ``cancel``
+        (a ``threading.Event``) leaves nothing under the output name.
+        ``keep_inputs`` writes the input columns before the results.  The whole
+        file is one entry in the prediction log.  See :mod:`portal.batch`.
         """
         version = self.get(ref)
         path = Path(path)
@@ -594,27 +599,22 @@ class Portal:
             if output is not None:
                 write_frame(prediction.to_frame(), Path(output), outputs=prediction.outputs)
             return prediction
-        frames = []
-        writer = _ChunkWriter(Path(output)) if output is not None else None
-        rows = 0
-        ok = False
+        from .batch import ScoringCancelled, score_file, session_config
+
+        start = time.perf_counter()
         try:
-            for chunk in iter_table_chunks(path, chunk_rows=self.settings.chunk_rows):
-                result = self.predict(version, chunk, extra_columns=extra_columns).to_frame()
-                rows += len(result)
-                if writer:
-                    writer.write(result)
-                else:
-                    frames.append(result)
-                if progress:
-                    progress(rows)
-            ok = True
-        finally:
-            if writer:
-                writer.close(keep=ok and rows > 0)
-        if rows == 0:
-            raise InvalidInputError(f"{path.name} has no data rows")
-        return pd.DataFrame({"rows": [rows]}) if writer else pd.concat(frames, ignore_index=True)
+            loaded = self.session(version, config=session_config())
+            hit = self.cache.last_hit()
+            result = score_file(loaded, version, path, output, chunk_rows=self.settings.chunk_rows,
+                                extra_columns=extra_columns, keep_inputs=keep_inputs, cancel=cancel,
+                                progress=progress)
+        except ScoringCancelled:
+            raise  # the user stopped it: not a failed prediction
+        except Exception as exc:
+            self.log_prediction(version, rows=0, latency_s=time.perf_counter() - start, error=exc)
+            raise
+        self.log_prediction(version, rows=result.rows, latency_s=result.seconds, feeds=result.sample, cache_hit=hit)
+        return pd.DataFrame({"rows": [result.rows]}) if output is not None else result.frame
 
     # -- variants (see portal.variants) ---------------------------------------
     def create_variant(self, ref: str | ModelRef, method: str, **options: Any) -> ModelVersion:
@@ -682,40 +682,3 @@ def _cipher(settings: Settings) -> Any:
     from .crypto import BlobCipher
 
     return BlobCipher(key)
-
-
-class _ChunkWriter:
-    """Append result chunks to a CSV (formulas escaped) or Parquet file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.suffix = path.suffix.lower()
-        if self.suffix not in (".csv", ".parquet"):
-            raise InvalidInputError(f"cannot stream results to {path.name!r}: use a .csv or .parquet output")
-        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-        self._first = True
-        self._writer: Any = None
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.suffix == ".csv":
-            from .dataio import write_csv_chunk
-
-            self._writer = write_csv_chunk(frame, self._writer, self._tmp)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self._tmp, table.schema)
-            self._writer.write_table(table)
-        self._first = False
-
-    def close(self, *, keep: bool) -> None:
-        """Finish the file, or remove it when the scoring failed part-way."""
-        if self._writer is not None:
-            self._writer.close()
-        if keep and self._tmp.exists():
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,16 @@ from .errors import InvalidInputError
 
 __all__ = [
     "INPUT_SUFFIXES",
+    "csv_header",
+    "escape_formula_cells",
     "escape_formulas",
-    "iter_table_chunks",
-    "read_table",
-    "read_input",
-    "write_frame",
     "frame_to_csv_bytes",
+    "peek_table",
+    "read_input",
+    "read_table",
+    "unescape_formulas",
+    "write_csv_rows",
+    "write_frame",
 ]
 
 INPUT_SUFFIXES = (".csv", ".parquet", ".json", ".npz", ".npy")
@@ -35,89 +39,48 @@ def _suffix(name: str) -> str:
     return Path(name).suffix.lower()
 
 
+def _table_error(exc: BaseException, name: str) -> InvalidInputError:
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return InvalidInputError(f"{Path(name).name} is empty; a CSV needs a header row and at least one data row")
+    kind = "Parquet" if _suffix(name) == ".parquet" else "CSV"
+    first = str(exc).strip().split("\n")[0][:300]
+    return InvalidInputError(f"{Path(name).name} is not a readable {kind} file: {first}")
+
+
+_TABLE_ERRORS = (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError)
+
+
 def read_table(source: str | Path | bytes, *, name: str | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet table into a DataFrame, with readable errors."""
     name = name or (str(source) if isinstance(source, (str, Path)) else "data.csv")
     buffer = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    suffix = _suffix(name)
     try:
-        if suffix == ".parquet":
+        if _suffix(name) == ".parquet":
             return pd.read_parquet(buffer)
         return pd.read_csv(buffer)
-    except pd.errors.EmptyDataError:
-        raise InvalidInputError(f"{Path(name).name} is empty; a CSV needs a header row and at least one data row") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
-        kind = "Parquet" if suffix == ".parquet" else "CSV"
-        first = str(exc).strip().split("\n")[0][:300]
-        raise InvalidInputError(f"{Path(name).name} is not a readable {kind} file: {first}") from exc
+    except _TABLE_ERRORS as exc:
+        raise _table_error(exc, name) from exc
 
 
-def iter_table_chunks(path: Path, *, chunk_rows: int, prefetch: int = 2) -> Iterator[pd.DataFrame]:
-    """Stream a CSV or Parquet file in DataFrames of about ``chunk_rows`` rows.
+def peek_table(data: bytes, *, name: str, rows: int = 20) -> tuple[pd.DataFrame, int]:
+    """The first ``rows`` rows of a CSV or Parquet file's bytes, and how many data rows it has.
 
-    A reader thread parses up to ``prefetch`` chunks ahead (pyarrow releases the
-    GIL), so parsing overlaps with inference while memory stays bounded.
+    Reads no more than the head (a CSV's rows are counted as its lines after the
+    header), so a large upload is never parsed whole just to show a preview.
     """
-    import queue
-    import threading
-
-    items: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for frame in _read_chunks(path, chunk_rows=chunk_rows):
-                while not stop.is_set():
-                    try:
-                        items.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            items.put(exc)
-
-    thread = threading.Thread(target=produce, name="portal-csv-reader", daemon=True)
-    thread.start()
     try:
-        while True:
-            item = items.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-def _read_chunks(path: Path, *, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    suffix = _suffix(path.name)
-    suffix = _suffix(path.name)
-    try:
-        if suffix == ".parquet":
+        if _suffix(name) == ".parquet":
             import pyarrow.parquet as pq
 
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-                yield batch.to_pandas()
-            return
-        import pyarrow.csv as pacsv
-
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
-        for batch in reader:
-            for start in range(0, batch.num_rows, chunk_rows):
-                yield batch.slice(start, chunk_rows).to_pandas()
-    except InvalidInputError:
-        raise
-    except Exception as exc:  # pyarrow raises ArrowInvalid and friends
-        if "Empty CSV file" in str(exc):
-            raise InvalidInputError(f"{path.name} is empty; a CSV needs a header row and at least one data row") from exc
-        first = str(exc).strip().split("\n")[0][:300]
-        raise InvalidInputError(f"{path.name} is not a readable table: {first}") from exc
+            table = pq.ParquetFile(io.BytesIO(data))
+            head = next(table.iter_batches(batch_size=rows), None)
+            frame = head.to_pandas() if head is not None else table.schema_arrow.empty_table().to_pandas()
+            return frame, int(table.metadata.num_rows)
+        frame = pd.read_csv(io.BytesIO(data), nrows=rows)
+    except _TABLE_ERRORS as exc:
+        raise _table_error(exc, name) from exc
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    return frame, max(len(frame), lines - 1)
 
 
 def _read_json(raw: bytes, name: str) -> Any:
@@ -182,20 +145,68 @@ def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=renamed)
 
 
-def write_csv_chunk(frame: pd.DataFrame, writer: Any, path: Path) -> Any:
-    """Append ``frame`` to a pyarrow CSV writer (created on the first chunk); formulas escaped."""
+def unescape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Undo :func:`escape_formulas` for display: a quote before a formula start is dropped again."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype.kind in "OUS" or str(out[col].dtype) in ("string", "str"):
+            out[col] = out[col].map(lambda v: v[1:] if isinstance(v, str) and v[:1] == "'" and
+                                    v[1:2] != "" and v[1:].startswith(_FORMULA_START) else v)
+    return out.rename(columns={c: c[1:] for c in out.columns
+                               if isinstance(c, str) and c[:1] == "'" and c[1:].startswith(_FORMULA_START)})
+
+
+_FORMULA_CELL = r"^[=+\-@\t\r|]"
+# a plain number (what a spreadsheet reads as a value, never a formula), as text read from a file
+_NUMBER_CELL = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+_NEEDS_QUOTES = r'[,"\r\n]'
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text
+
+
+def csv_header(names: Sequence[str]) -> bytes:
+    """The header line of a results CSV: names that start like a formula get a quote, as cells do."""
+    escaped = ["'" + n if n.startswith(_FORMULA_START) else n for n in names]
+    return (",".join(_quoted(n) for n in escaped) + "\n").encode()
+
+
+def escape_formula_cells(values: Any, *, numbers_are_safe: bool = False) -> Any:
+    """A pyarrow string array with cells that spreadsheets would evaluate prefixed by a quote.
+
+    The same rule as :func:`escape_formulas`, vectorized; with ``numbers_are_safe``
+    a cell that is a plain number (``-2.5``, text read from an input file) is left alone.
+    """
     import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mask = pc.fill_null(pc.match_substring_regex(values, _FORMULA_CELL), False)
+    if numbers_are_safe:
+        mask = pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring_regex(values, _NUMBER_CELL), False)))
+    if not pc.any(mask).as_py():
+        return values
+    quote, nothing = pa.scalar("'", type=values.type), pa.scalar("", type=values.type)
+    return pc.if_else(mask, pc.binary_join_element_wise(quote, values, nothing), values)
+
+
+def write_csv_rows(table: Any, stream: Any) -> None:
+    """Append ``table``'s rows (no header) to a pyarrow output stream.
+
+    Text is quoted only in chunks where some cell needs it (a comma, quote or
+    line break), so ordinary results read like pandas' ``to_csv``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    table = pa.Table.from_pandas(escape_formulas(frame), preserve_index=False)
-    if writer is None:
-        writer = pacsv.CSVWriter(str(path), table.schema)
-    try:
-        writer.write_table(table)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-        # a later chunk inferred another type for a column (e.g. int vs float): write as text
-        writer.write_table(table.cast(pa.schema([(f.name, pa.string()) for f in table.schema])))
-    return writer
+    quote = any(
+        pc.any(pc.match_substring_regex(column, _NEEDS_QUOTES)).as_py()
+        for column in table.columns
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    )
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed" if quote else "none")
+    pacsv.write_csv(table, stream, options)
 
 
 def frame_to_csv_bytes(frame: pd.DataFrame) -> bytes:

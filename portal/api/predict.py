@@ -1,21 +1,32 @@
 """The friendly prediction route: JSON records or CSV in, the same kind out.
 
 Uses the same coercion as the UI and the CLI (column names, feature names,
-safe casts), so a CSV that works on the Predict page works here.
+safe casts), so a CSV that works on the Predict page works here.  A CSV body
+goes through the streamed batch pipeline (:mod:`portal.batch`): the body is
+spooled to a file under the body limit, scored chunk by chunk into a second
+file, and the answer is streamed from it, so memory stays bounded by the chunk
+size.  The scoring finishes before the first byte is sent, so a bad row
+anywhere in the body is still a 4xx naming its line and column, never a 200
+cut short.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
+import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
-from ..dataio import frame_to_csv_bytes, read_table
-from ..errors import InvalidInputError, UnsupportedFormatError
-from .context import context
+from ..errors import InferenceTimeoutError, InvalidInputError, UnsupportedFormatError
+from ..registry import ModelVersion
+from .context import ApiContext, context
 from .errors import ERROR_RESPONSES
 from .tensors import parse_json
 
@@ -110,18 +121,95 @@ def _records(body: bytes) -> list[dict[str, Any]]:
 def _predict(request: Request, ref: str, body: bytes, extra_columns: str) -> Response:
     ctx = context(request)
     ctx.allow(request, "infer")
-    kind = media_type(request, accepted=("application/json", "text/csv"))
+    media_type(request, accepted=("application/json", "text/csv"))  # text/csv went to _predict_csv
     version = ctx.resolve(request, ref)
-    data: Any = read_table(body, name="request.csv") if kind == "text/csv" else _records(body)
+    data = _records(body)
     prediction = ctx.predict(version, data, rows=len(data), extra_columns=extra_columns,
                              caller=request.scope["state"]["user"])
-    frame = prediction.to_frame()
-    if kind == "text/csv":
-        return Response(frame_to_csv_bytes(frame), media_type="text/csv")
     records = [{k: _finite(v) for k, v in r.items()} for r in prediction.to_records()]
     doc = {"model": version.ref, "rows": prediction.rows, "predictions": records,
            "unused_columns": list(prediction.unused_columns)}
     return Response(to_json(doc), media_type="application/json")
+
+
+# -- CSV: spooled in, scored by the batch pipeline, streamed out ---------------------------------------
+_SPOOL_BYTES = 1 << 20  # request pieces are gathered into writes of this size, off the event loop
+_STREAM_BYTES = 1 << 20
+
+
+def _csv_version(request: Request, ref: str) -> ModelVersion:
+    ctx = context(request)
+    ctx.allow(request, "infer")
+    return ctx.resolve(request, ref)
+
+
+async def _spool(request: Request, path: Path) -> None:
+    """Write the request body to ``path``; the Guard stops it past the body limit (413)."""
+    with open(path, "wb") as sink:
+        pending = bytearray()
+        async for piece in request.stream():
+            pending += piece
+            if len(pending) >= _SPOOL_BYTES:
+                await anyio.to_thread.run_sync(sink.write, bytes(pending))
+                pending.clear()
+        if pending:
+            await anyio.to_thread.run_sync(sink.write, bytes(pending))
+
+
+def _score_csv(ctx: ApiContext, version: ModelVersion, caller: str, source: Path, output: Path,
+               extra_columns: str) -> None:
+    """Score ``source`` into ``output`` within the row and time limits; one entry in the prediction log."""
+    from ..batch import score_file
+
+    start = time.perf_counter()
+    hit = None
+    try:
+        with ctx.watchdog.guard() as deadline:
+            try:
+                loaded = ctx.session(version)
+                hit = ctx.portal.cache.last_hit()
+                result = score_file(loaded, version, source, output, chunk_rows=ctx.portal.settings.chunk_rows,
+                                    extra_columns=extra_columns, run_options=deadline.run_options,
+                                    max_rows=ctx.settings.max_batch_rows, name="request.csv")
+            except Exception as exc:
+                if deadline.fired or "terminate flag" in str(exc):
+                    ctx.metrics.rejected.labels("timeout").inc()
+                    raise InferenceTimeoutError(
+                        f"inference ran past the limit of {ctx.settings.infer_timeout_seconds:g} s and was "
+                        "stopped; send fewer rows per request (PORTAL_API_INFER_TIMEOUT_S sets the limit)"
+                    ) from exc
+                raise
+    except Exception as exc:
+        ctx.portal.log_prediction(version, rows=0, latency_s=time.perf_counter() - start, error=exc,
+                                  caller=caller, source="api")
+        raise
+    ctx.portal.log_prediction(version, rows=result.rows, latency_s=result.seconds, feeds=result.sample,
+                              cache_hit=hit, caller=caller, source="api")
+    labels = (version.name, str(version.version))
+    ctx.metrics.inference.labels(*labels).observe(time.perf_counter() - start)
+    ctx.metrics.rows.labels(*labels).inc(result.rows)
+
+
+def _blocks(stream: BinaryIO) -> Iterator[bytes]:
+    try:
+        while block := stream.read(_STREAM_BYTES):
+            yield block
+    finally:
+        stream.close()
+
+
+async def _predict_csv(request: Request, ref: str, extra_columns: str) -> Response:
+    ctx = context(request)
+    version = await ctx.run(_csv_version, request, ref)  # who and which model, before any body is stored
+    folder = ctx.portal.store.make_staging_dir("predict")
+    try:
+        source, output = folder / "request.csv", folder / "results.csv"
+        await _spool(request, source)
+        await ctx.run(_score_csv, ctx, version, request.scope["state"]["user"], source, output, extra_columns)
+        answer = open(output, "rb")  # noqa: SIM115 - closed by _blocks when the answer is sent
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the open answer keeps its bytes until it is closed
+    return StreamingResponse(_blocks(answer), media_type="text/csv")
 
 
 @router.post("/models/{ref}/predict", summary="Predict on JSON records or CSV (answered in kind)",
@@ -131,6 +219,9 @@ async def predict(
     request: Request,
     extra_columns: Literal["error", "ignore"] = Query("error", description="refuse or drop columns the model does not use"),
 ) -> Response:
-    """``ref`` is ``name``, ``name:3`` or ``name@alias``."""
+    """``ref`` is ``name``, ``name:3`` or ``name@alias``. A CSV body is streamed through the batch pipeline."""
+    raw = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if raw == "text/csv":
+        return await _predict_csv(request, ref, extra_columns)
     body = await request.body()
     return await context(request).run(_predict, request, ref, body, extra_columns)

@@ -12,7 +12,8 @@ import streamlit as st
 
 from .. import figures, views
 from ..core import Portal
-from ..dataio import frame_to_csv_bytes, read_input, read_table
+from ..batch import BatchJob
+from ..dataio import frame_to_csv_bytes, peek_table, read_input
 from ..errors import PortalError
 from ..images import IMAGE_SUFFIXES
 from ..registry import ModelVersion
@@ -25,6 +26,7 @@ __all__ = ["batch_panel", "form_panel", "image_panel", "tensor_panel"]
 _TABLE_ROWS = 10_000
 _PREVIEW_ROWS = 20
 _GRID = 3
+_POLL_S = 0.5  # how often the progress of a running batch job is redrawn
 
 
 # -- form ----------------------------------------------------------------------------
@@ -102,37 +104,58 @@ def _column_report(match: views.ColumnMatch) -> bool:
     return True
 
 
-def _run_batch(portal: Portal, version: ModelVersion, data: pd.DataFrame, token: str, filename: str) -> None:
-    bar = st.progress(0.0, text=f"Predicting {len(data):,} rows …")
+def _job_state(version: ModelVersion, token: str) -> BatchJob | None:
+    """The batch job of this version and file; another one still running is cancelled (the user moved on)."""
+    state = st.session_state.get(keys.BATCH_RESULT)
+    if not state:
+        return None
+    job: BatchJob = state[6]
+    if state[:2] == (version.ref, token):
+        return job
+    if not job.done:
+        job.cancel()
+    return None
 
-    def progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"Predicted {done:,} of {total:,} rows")
 
-    with shown_errors(stop=True):
-        results, spent = views.predict_in_chunks(portal, version, data, progress=progress)
-    joined = views.join_results(data, results)
-    download = frame_to_csv_bytes(joined)
-    st.session_state[keys.BATCH_RESULT] = (version.ref, token, joined, spent, download, filename)
-    bar.empty()
+@st.fragment(run_every=_POLL_S)
+def _job_progress(job: BatchJob, key: str) -> None:
+    """Progress and a cancel button, redrawn on a timer while the job runs in its thread."""
+    if job.done:
+        st.rerun()  # the whole page shows the results
+    st.progress(job.fraction, text=f"Predicted {job.rows_done:,} of {job.total_rows:,} rows …")
+    if st.button("Cancel", key=key, icon=":material/cancel:"):
+        job.cancel()
+        job.wait()
+        st.rerun()
 
 
-def _show_batch(version: ModelVersion, joined: pd.DataFrame, spent: float, download: bytes, filename: str) -> None:
+def _show_batch(version: ModelVersion, job: BatchJob) -> None:
+    if job.cancelled:
+        st.info("Cancelled: no results were kept.", icon=":material/cancel:")
+        return
+    if job.error is not None:
+        st.error(job.error.message, icon=":material/error:")
+        return
+    preview, spent, rows = job.preview, job.seconds, job.rows_done
+    assert preview is not None and job.download is not None
     cols = st.columns(3)
-    cols[0].metric("Rows predicted", f"{len(joined):,}")
+    cols[0].metric("Rows predicted", f"{rows:,}")
     cols[1].metric("Latency", f"{spent * 1e3:,.1f} ms")
-    cols[2].metric("Throughput", f"{len(joined) / spent:,.0f} rows/s" if spent > 0 else "—")
-    chart(figures.prediction_distribution(joined, task=version.task), key=f"batch.dist.{version.ref}")
-    if len(joined) > _TABLE_ROWS:
-        st.caption(f"Showing the first {_TABLE_ROWS:,} of {len(joined):,} rows; the download has them all.")
-    st.dataframe(joined.head(_TABLE_ROWS), hide_index=True, width="stretch", column_config=result_columns(joined))
-    st.download_button("Download results (CSV)", data=download, file_name=f"{Path(filename).stem}-predictions.csv",
-                       mime="text/csv", type="primary", icon=":material/download:", on_click="ignore")
-    st.caption(f"Model {version.ref} · {latency_text(spent, len(joined))} · cells starting with = + - @ are "
+    cols[2].metric("Throughput", f"{rows / spent:,.0f} rows/s" if spent > 0 else "—")
+    chart(figures.prediction_distribution(preview, task=version.task), key=f"batch.dist.{version.ref}")
+    if rows > len(preview):
+        st.caption(f"Showing (and charting) the first {len(preview):,} of {rows:,} rows; the download has them all.")
+    st.dataframe(preview, hide_index=True, width="stretch", column_config=result_columns(preview))
+    download = job.download
+    st.download_button("Download results (CSV)", data=lambda: download[:],
+                       file_name=f"{Path(job.filename).stem}-predictions.csv", mime="text/csv", type="primary",
+                       icon=":material/download:", on_click="ignore")
+    st.caption(f"Model {version.ref} · {latency_text(spent, rows)} · cells starting with = + - @ are "
                "escaped so spreadsheets do not run them")
 
 
 def batch_panel(portal: Portal, version: ModelVersion) -> None:
-    """Score a CSV or Parquet file; results joined to the input, charted, downloadable."""
+    """Score a CSV or Parquet file in the background; results joined to the input, charted, downloadable."""
     columns = views.input_columns(version)
     st.caption(f"One row per prediction, with the {len(columns)} column(s) the model takes: "
                + ", ".join(f"`{c}`" for c in columns[:12]) + (" …" if len(columns) > 12 else ""))
@@ -140,19 +163,32 @@ def batch_panel(portal: Portal, version: ModelVersion) -> None:
                        file_name=f"{version.name}-template.csv", mime="text/csv", icon=":material/table:",
                        on_click="ignore")
     upload = st.file_uploader("CSV or Parquet file", type=["csv", "parquet"], key=f"predict.batch.{version.ref}")
+    job = _job_state(version, upload.file_id) if upload is not None else _job_state(version, "")
     if upload is None:
         return
     with shown_errors(stop=True):
-        data = read_table(upload.getvalue(), name=upload.name)
-    if not _column_report(views.match_columns(version, data.columns)):
+        head, total = peek_table(upload.getvalue(), name=upload.name, rows=_PREVIEW_ROWS)
+    if not _column_report(views.match_columns(version, head.columns)):
         return
-    st.markdown(f"**Preview** ({min(len(data), _PREVIEW_ROWS)} of {len(data):,} rows)")
-    st.dataframe(data.head(_PREVIEW_ROWS), hide_index=True, width="stretch")
-    if st.button(f"Predict {len(data):,} rows", type="primary", icon=":material/play_arrow:"):
-        _run_batch(portal, version, data, upload.file_id, upload.name)
-    result = st.session_state.get(keys.BATCH_RESULT)
-    if result and result[:2] == (version.ref, upload.file_id):
-        _show_batch(version, *result[2:])
+    st.markdown(f"**Preview** ({len(head)} of {total:,} rows)")
+    st.dataframe(head, hide_index=True, width="stretch")
+    running = job is not None and not job.done
+    if st.button(f"Predict {total:,} rows", type="primary", icon=":material/play_arrow:", disabled=running):
+        with shown_errors(stop=True):
+            job = BatchJob(portal, version, upload.getvalue(), upload.name, preview_rows=_TABLE_ROWS).start()
+        st.session_state[keys.BATCH_RESULT] = (version.ref, upload.file_id, None, None, None, upload.name, job)
+        if total <= portal.settings.chunk_rows:
+            job.wait()  # one chunk: done in a moment, and there is no progress to show
+        running = not job.done
+    if job is None:
+        return
+    if running:
+        _job_progress(job, f"predict.batch.cancel.{version.ref}")
+        return
+    if job.download is not None:  # the tuple tests and other pages read: preview, seconds, download
+        st.session_state[keys.BATCH_RESULT] = (version.ref, upload.file_id, job.preview, job.seconds, job.download,
+                                               upload.name, job)
+    _show_batch(version, job)
 
 
 # -- images --------------------------------------------------------------------------
