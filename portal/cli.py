@@ -278,7 +278,7 @@ def demo(as_json: JsonOpt = False) -> None:
 @app.command()
 @handles_errors
 def fsck(
-    verify: Annotated[bool, typer.Option("--verify", help="Also re-hash every referenced blob")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--quick", help="Re-hash every blob (default) or only check that files exist")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only, repair nothing")] = False,
     grace: Annotated[float, typer.Option(help="Only collect debris older than this many seconds")] = 600.0,
     as_json: JsonOpt = False,
@@ -318,7 +318,11 @@ def restore_command(
     """Restore a backup into an empty home, verifying every file's hash."""
     from .backup import restore
 
-    info = restore(source, home or Settings.from_env().home)
+    from .crypto import BlobCipher
+
+    settings = Settings.from_env()
+    cipher = BlobCipher(settings.encryption_key) if settings.encryption_key else None
+    info = restore(source, home or settings.home, cipher=cipher)
     _emit(info.__dict__, as_json,
           lambda: f"restored {info.models} models, {info.versions} versions, {info.blobs} blobs into {info.path}")
 

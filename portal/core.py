@@ -20,7 +20,14 @@ import pandas as pd
 from .auth import User, require
 from .config import Settings
 from .dataio import read_input, write_frame
-from .errors import InvalidInputError, InvalidNameError, NotFoundError, PortalError
+from .errors import (
+    CorruptBlobError,
+    InvalidInputError,
+    InvalidNameError,
+    NotFoundError,
+    PermissionDeniedError,
+    PortalError,
+)
 from .images import IMAGE_SUFFIXES, load_image, preprocess_images
 from .memlimit import install as install_memory_limit
 from .predict import Prediction, run_feeds
@@ -176,6 +183,18 @@ class Portal:
         if not self._visible(model):
             raise NotFoundError(f"no model named {model.name!r}; `portal list` shows the registered models")
 
+    def check_upload_to(self, name: str | None) -> None:
+        """Refuse an upload to ``name`` the user may not add to; a name they cannot see is "taken".
+
+        Names are one namespace (SECURITY.md): whether a name exists is visible to anyone who
+        may upload, nothing else about it; every door gives this same answer.
+        """
+        existing = self.find_model(name) if name else None
+        if existing is not None and not self._visible(existing):
+            self.check("upload")  # a viewer learns nothing: the role is refused first
+            raise PermissionDeniedError(f"the name {name!r} is taken; pick another name")
+        self.check("upload", existing)
+
     def find_model(self, name: str) -> ModelSummary | None:
         """The model ``name`` (unfiltered by visibility), or None: for checks before an upload."""
         try:
@@ -263,6 +282,8 @@ class Portal:
         path = self.store.local_path(version.blob_sha)
         if path is None:
             raise PortalError(f"the store is encrypted; read {version.ref} with model_bytes() instead of a path")
+        if not self.store.verify(version.blob_sha):  # variants and measurements build on this file
+            raise CorruptBlobError.for_blob(version.blob_sha, label=version.ref)
         return path
 
     def model_bytes(self, ref: str | ModelRef) -> bytes:
@@ -342,8 +363,7 @@ class Portal:
             check_name(name)  # a bad name is refused before the sandbox runs
         if self.user is not None:
             target = name or (suggest_name(source.filename) if isinstance(source, StagedModel) else None)
-            existing = self.find_model(target) if target else None
-            self.check("upload", existing)
+            self.check_upload_to(target)
         given = isinstance(source, StagedModel)
         staged = source if given else self.prepare(
             source, filename=filename, input_shape=input_shape, progress=progress
@@ -368,7 +388,7 @@ class Portal:
 
         name = check_name(name or suggest_name(staged.filename))
         if self.user is not None:
-            self.check("upload", self.find_model(name))
+            self.check_upload_to(name)
         actor = self.actor if self.user is not None else (metadata.pop("actor", None) or self.actor)
         metadata.pop("actor", None)
         reference = metadata.pop("reference", None)
@@ -465,7 +485,7 @@ class Portal:
         """The shared onnxruntime session of ``version``."""
         return self.cache.get(
             version.blob_sha, lambda: self._blob_source(version), size_bytes=version.size_bytes,
-            signature=version.signature, config=config,
+            signature=version.signature, config=config, label=version.ref,
         )
 
     def _blob_source(self, version: ModelVersion) -> Path | bytes:

@@ -370,3 +370,21 @@ def test_a_schema_2_store_is_migrated_in_place(portal_home: Path, backend: str, 
         assert auth.add_user("bob2", "viewer", actor="root").id > bob.id
     finally:
         p.close()
+
+
+def test_every_door_says_a_private_name_of_someone_else_is_taken(store: Portal, tmp_path: Path) -> None:
+    from factories import write_onnx_mlp
+
+    _, users = _team(store)
+    _own(store, "bobs-secret", "bob")
+    upload = write_onnx_mlp(tmp_path / "m.onnx")
+    as_ana = store.as_user(users["ana"])
+    with pytest.raises(PermissionDeniedError, match="^the name 'bobs-secret' is taken; pick another name$"):
+        as_ana.register(upload, name="bobs-secret")
+    with pytest.raises(PermissionDeniedError, match="^the name 'bobs-secret' is taken"):
+        as_ana.register(as_ana.prepare(upload), name="bobs-secret")  # the staged path checks again
+    assert [v.ref for v in store.get_model("bobs-secret").versions] == ["bobs-secret:1"]
+    viewer = Auth(store.registry).add_user("vic", "viewer", actor="tests")
+    with pytest.raises(PermissionDeniedError) as refused:  # a viewer may not upload: learns nothing of names
+        store.as_user(viewer).register(upload, name="bobs-secret")
+    assert "taken" not in str(refused.value)

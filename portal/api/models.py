@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..core import Portal, suggest_name
-from ..errors import InvalidInputError, PermissionDeniedError
+from ..errors import InvalidInputError
 from ..metadata import parse_shape
 from ..refs import check_alias, check_name
 from ..registry import ModelSummary, ModelVersion
@@ -218,11 +218,7 @@ def _register(ctx: ApiContext, request: Request, fields: dict[str, str], filenam
         raise InvalidInputError(f"unknown form field(s) {', '.join(unknown)[:200]}; accepted: {', '.join(_UPLOAD_FIELDS)}")
     name = check_name(fields.get("name") or suggest_name(filename))
     portal = ctx.portal_for(request)
-    existing = portal.find_model(name)
-    if existing is not None and not portal.can("read", existing):
-        # names are one namespace: say it is taken (as SECURITY.md documents), not "no model named"
-        raise PermissionDeniedError(f"the name {name!r} is taken; pick another name")
-    portal.check("upload", existing)  # before the sandbox runs; register checks again
+    portal.check_upload_to(name)  # before the body is ingested; register checks again
     meta = {k: v for k, v in fields.items() if k not in ("name", "input_shape") and v != ""}
     shape = parse_shape(fields.get("input_shape"), what="input_shape", required=False)
     return portal.register(path, name, filename=filename, input_shape=shape, **meta)
