@@ -18,7 +18,8 @@ import pandas as pd
 from .errors import InvalidInputError
 from .explain_cache import make_key
 from .explain_data import hash_array
-from .explain_model import BudgetExceededError, Guard, ModelFunction, OutputPicker, Progress, measure_latency
+from .explain_job import ExplainJob
+from .explain_model import BudgetExceededError, Progress, measure_latency
 from .explain_shap import image_values
 from .explain_tabular import _shap_version, cache_for
 from .explain_types import Estimate, ExplainSettings, ImageExplanation, _resolve
@@ -51,7 +52,7 @@ def _is_table(data: Any) -> bool:
     return isinstance(data, list) and bool(data) and all(isinstance(r, Mapping) for r in data)
 
 
-class ImageJob:
+class ImageJob(ExplainJob):
     """One prepared explanation of images."""
 
     def __init__(
@@ -113,18 +114,8 @@ class ImageJob:
         model = batch if self.layout == "NHWC" else np.transpose(batch, (0, 3, 1, 2))
         return {self.input_name: np.ascontiguousarray(model, dtype=np.float32)}
 
-    @cached_property
-    def picker(self) -> OutputPicker:
-        sample = self.portal.predict(self.version, self._feeds(self.images))
-        return OutputPicker.build(self.version, sample)
-
-    @cached_property
-    def function(self) -> ModelFunction:
-        return ModelFunction(self.portal, self.version, self._feeds, self.picker)
-
-    @property
-    def cached(self) -> bool:
-        return self._hit is not None
+    def _model_inputs(self) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], np.ndarray]:
+        return self._feeds, self.images
 
     @cached_property
     def estimate(self) -> Estimate:
@@ -151,7 +142,8 @@ class ImageJob:
         cost = n * (evals + 2)
         return Estimate("partition", n, features, evals, 1, cost, latency, cost * per_row, notes=tuple(notes))
 
-    def _classes(self, outputs: np.ndarray) -> np.ndarray:
+    def classes(self, outputs: np.ndarray) -> np.ndarray:
+        """The classes explained for each image: the target, else its ``top_classes`` most probable."""
         if self.target is not None:
             return np.full((len(outputs), 1), self.target, dtype=np.int64)
         k = min(self.settings.top_classes, outputs.shape[1])
@@ -159,18 +151,14 @@ class ImageJob:
 
     def run(self, *, progress: Progress | None = None) -> ImageExplanation:
         """Explain each image for its top classes (or the chosen one)."""
-        if self._hit is not None:
-            result = ImageExplanation.restore(*self._hit, settings=self.settings, key=self.key)
-            result.ref = self.version.ref
-            if progress:
-                progress(1.0, "loaded from the cache")
-            return result
+        restored = self._restored(ImageExplanation, progress)
+        if restored is not None:
+            return restored
         plan = self.estimate
         start = time.perf_counter()
         outputs = self.function(self.images)
-        classes = self._classes(outputs)
-        guard = Guard(max_rows=self.settings.max_model_rows, max_seconds=self.settings.max_seconds,
-                      expected_rows=plan.model_rows, progress=progress, clock=self.clock)
+        classes = self.classes(outputs)
+        guard = self._guard(plan.model_rows, progress)
         guarded = self.function.with_guard(guard)
         batch = max(1, min(plan.max_evals, self.settings.batch_rows // 16, MAX_CALL_BYTES // self.images[0].nbytes))
         values, bases = [], []
@@ -185,7 +173,4 @@ class ImageJob:
             max_evals=plan.max_evals, blur=self.blur, settings=self.settings, model_rows=guard.rows,
             seconds=time.perf_counter() - start, key=self.key, notes=list(plan.notes),
         )
-        self.cache.put(self.key, *result.to_cache())
-        if progress:
-            progress(1.0, "done")
-        return result
+        return self._stored(result, progress)

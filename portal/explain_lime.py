@@ -28,11 +28,12 @@ import numpy as np
 
 from .errors import PortalError
 from .explain_cache import library_version, make_key
-from .explain_data import BackgroundInfo, TabularCodec, check_tabular, hash_array
+from .explain_data import BackgroundInfo, check_tabular, hash_array
 from .explain_lime_types import LimeTabularExplanation
-from .explain_model import BudgetExceededError, Guard, ModelFunction, OutputPicker, Progress, measure_latency
+from .explain_job import ExplainJob
+from .explain_model import BudgetExceededError, Progress, measure_latency
 from .explain_shap import ExplanationError
-from .explain_tabular import _coerce, _complete_rows, _resolve_target, cache_for, load_background
+from .explain_tabular import _resolve_target, cache_for, load_inputs
 from .explain_types import MIN_LIME_SAMPLES, Estimate, ExplainSettings, _resolve
 
 __all__ = ["LimeJob", "lime_rows", "lime_translate"]
@@ -140,7 +141,7 @@ def _column(function: Function, index: int) -> Function:
     return picked
 
 
-class LimeJob:
+class LimeJob(ExplainJob):
     """One prepared LIME explanation of table rows (one output per row: the target or the predicted class)."""
 
     def __init__(
@@ -160,22 +161,14 @@ class LimeJob:
         check_tabular(self.version)
         self.settings = settings
         self.clock = clock
-        row_feeds = _coerce(portal, self.version, rows, "rows to explain")
-        frame, source = load_background(portal, self.version, background)
-        raw = _coerce(portal, self.version, frame, "background data", allow_nan=True)
-        feeds = _complete_rows(raw)
-        self.codec = TabularCodec.build(self.version, [row_feeds, feeds])
-        self.rows = self.codec.matrix(row_feeds)
-        self.training, method = self._training(self.codec.matrix(feeds))
-        self.info = BackgroundInfo(background_label or source, method, len(self.training), feeds.rows,
-                                   raw.rows - feeds.rows, settings.seed)
+        self.codec, self.rows, pool, source, dropped = load_inputs(portal, self.version, rows, background)
+        self.training, method = self._training(pool)
+        self.info = BackgroundInfo(background_label or source, method, len(self.training), len(pool), dropped,
+                                   settings.seed)
         self.cache = cache_for(portal)
         self.key = self._key(target)
         self._hit = self.cache.get(self.key)
-        if self._hit is not None:
-            names, classifier = self._hit[1]["output_names"], self._hit[1]["classifier"]
-        else:
-            names, classifier = list(self.picker.names), self.picker.classifier
+        names, classifier = self._outputs()
         _resolve_target(target, names, classifier, self.version.ref)
         self.target = None if target is None else _resolve(target, names, classifier)
 
@@ -197,18 +190,8 @@ class LimeJob:
         })
 
     # -- model ------------------------------------------------------------------------
-    @cached_property
-    def picker(self) -> OutputPicker:
-        sample = self.portal.predict(self.version, self.codec.feeds(self.rows))
-        return OutputPicker.build(self.version, sample)
-
-    @cached_property
-    def function(self) -> ModelFunction:
-        return ModelFunction(self.portal, self.version, self.codec.feeds, self.picker)
-
-    @property
-    def cached(self) -> bool:
-        return self._hit is not None
+    def _model_inputs(self) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], np.ndarray]:
+        return self.codec.feeds, self.rows
 
     @property
     def kernel_width(self) -> float:
@@ -242,18 +225,14 @@ class LimeJob:
 
     def run(self, *, progress: Progress | None = None) -> LimeTabularExplanation:
         """Explain the rows (or load the cached explanation); ``progress(fraction, text)`` as it goes."""
-        if self._hit is not None:
-            result = LimeTabularExplanation.restore(*self._hit, settings=self.settings, key=self.key)
-            result.ref = self.version.ref
-            if progress:
-                progress(1.0, "loaded from the cache")
-            return result
+        restored = self._restored(LimeTabularExplanation, progress)
+        if restored is not None:
+            return restored
         plan = self.estimate
         start = time.perf_counter()
         outputs = self.function(self.rows)
         targets = self.targets(outputs)
-        guard = Guard(max_rows=self.settings.max_model_rows, max_seconds=self.settings.max_seconds,
-                      expected_rows=plan.model_rows, progress=progress, clock=self.clock)
+        guard = self._guard(plan.model_rows, progress)
         categories = {j: list(c.categories) for j, c in enumerate(self.codec.columns) if c.categories is not None}
         parts = lime_rows(
             self.function.with_guard(guard), self.rows, self.training, targets=targets,
@@ -271,10 +250,7 @@ class LimeJob:
             settings=self.settings, model_rows=guard.rows, seconds=time.perf_counter() - start, key=self.key,
             notes=list(plan.notes),
         )
-        self.cache.put(self.key, *result.to_cache())
-        if progress:
-            progress(1.0, "done")
-        return result
+        return self._stored(result, progress)
 
 
 def fit_samples(

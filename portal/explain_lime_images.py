@@ -26,7 +26,8 @@ from .explain_data import hash_array
 from .explain_images import ImageJob
 from .explain_lime import fit_samples, lime_translate
 from .explain_lime_types import LimeImageExplanation
-from .explain_model import Guard, ModelFunction, Progress, measure_latency
+from .explain_job import ExplainJob
+from .explain_model import ModelFunction, OutputPicker, Progress, measure_latency
 from .explain_tabular import cache_for
 from .explain_types import Estimate, ExplainSettings
 
@@ -125,7 +126,7 @@ def lime_image(
             np.array([float(np.ravel(f[3])[0]) for f in fits]))
 
 
-class LimeImageJob:
+class LimeImageJob(ExplainJob):
     """One prepared LIME explanation of images, for their top classes (or the chosen one)."""
 
     def __init__(
@@ -157,13 +158,14 @@ class LimeImageJob:
         })
         self._hit = self.cache.get(self.key)
 
+    # the images job checked and laid out the images: its picker and function serve LIME too
+    @property
+    def picker(self) -> OutputPicker:
+        return self.images_job.picker
+
     @property
     def function(self) -> ModelFunction:
         return self.images_job.function
-
-    @property
-    def cached(self) -> bool:
-        return self._hit is not None
 
     @property
     def kernel_width(self) -> float:
@@ -185,18 +187,14 @@ class LimeImageJob:
 
     def run(self, *, progress: Progress | None = None) -> LimeImageExplanation:
         """Explain each image for its top classes (or the chosen one)."""
-        if self._hit is not None:
-            result = LimeImageExplanation.restore(*self._hit, settings=self.settings, key=self.key)
-            result.ref = self.version.ref
-            if progress:
-                progress(1.0, "loaded from the cache")
-            return result
+        restored = self._restored(LimeImageExplanation, progress)
+        if restored is not None:
+            return restored
         plan = self.estimate
         start = time.perf_counter()
         outputs = self.function(self.images)
-        classes = self.images_job._classes(outputs)
-        guard = Guard(max_rows=self.settings.max_model_rows, max_seconds=self.settings.max_seconds,
-                      expected_rows=plan.model_rows, progress=progress, clock=self.clock)
+        classes = self.images_job.classes(outputs)
+        guard = self._guard(plan.model_rows, progress)
         guarded = self.function.with_guard(guard)
         per_call = MAX_CALL_BYTES // (3 * self.images[0].nbytes)  # lime hands the model RGB copies
         batch = max(1, min(plan.max_evals, self.settings.batch_rows // 16, per_call))
@@ -211,13 +209,10 @@ class LimeImageJob:
                 kernel_width=self.kernel_width, batch_size=batch, seed=self.settings.seed)
             weights[i, :, : w.shape[1]] = w
         result = LimeImageExplanation(
-            ref=self.version.ref, output_names=list(self.images_job.picker.names), images=self.images,
+            ref=self.version.ref, output_names=list(self.picker.names), images=self.images,
             segments=segments, weights=weights, class_indices=classes, intercepts=intercepts, scores=scores,
             local_predictions=local, outputs=outputs, num_samples=plan.max_evals, kernel_width=self.kernel_width,
             settings=self.settings, model_rows=guard.rows, seconds=time.perf_counter() - start, key=self.key,
             notes=list(plan.notes),
         )
-        self.cache.put(self.key, *result.to_cache())
-        if progress:
-            progress(1.0, "done")
-        return result
+        return self._stored(result, progress)

@@ -15,13 +15,14 @@ the same :class:`Attribution` form as SHAP (figures and agreement use it).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
+from .explain_cache import CachedResult
 from .explain_data import BackgroundInfo
 from .explain_types import Attribution, ExplainSettings, _resolve, _show
 
@@ -29,7 +30,7 @@ __all__ = ["LimeImageExplanation", "LimeTabularExplanation"]
 
 
 @dataclass
-class LimeTabularExplanation:
+class LimeTabularExplanation(CachedResult):
     """LIME's local surrogate of each row, for one output per row (the predicted class by default)."""
 
     explainer: ClassVar[str] = "lime"
@@ -131,38 +132,9 @@ class LimeTabularExplanation:
         return (f"LIME: {self.num_samples:,} samples per row, exponential kernel of width {self.kernel_width:.3g}, "
                 f"ridge fit (alpha 1) on {space}")
 
-    # -- cache form ---------------------------------------------------------------
-    def to_cache(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {"matrix": self.matrix, "weights": self.weights, "instance": self.instance,
-                  "intercepts": self.intercepts, "scores": self.scores, "local_predictions": self.local_predictions,
-                  "outputs": self.outputs, "target_index": self.target_index}
-        meta = {
-            "ref": self.ref, "task": self.task, "feature_names": self.feature_names, "output_names": self.output_names,
-            "data": {c: self.data[c].tolist() for c in self.data.columns}, "conditions": self.conditions,
-            "classifier": self.classifier, "num_samples": self.num_samples, "discretize": self.discretize,
-            "kernel_width": self.kernel_width, "training": asdict(self.training), "model_rows": self.model_rows,
-            "seconds": self.seconds, "notes": self.notes,
-        }
-        return arrays, meta
-
-    @classmethod
-    def restore(
-        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, settings: ExplainSettings, key: str
-    ) -> LimeTabularExplanation:
-        return cls(
-            ref=meta["ref"], task=meta["task"], feature_names=meta["feature_names"], output_names=meta["output_names"],
-            data=pd.DataFrame(meta["data"], columns=meta["feature_names"]), matrix=arrays["matrix"],
-            weights=arrays["weights"], instance=arrays["instance"], conditions=meta["conditions"],
-            intercepts=arrays["intercepts"], scores=arrays["scores"], local_predictions=arrays["local_predictions"],
-            outputs=arrays["outputs"], target_index=arrays["target_index"], classifier=meta["classifier"],
-            num_samples=meta["num_samples"], discretize=meta["discretize"], kernel_width=meta["kernel_width"],
-            training=BackgroundInfo(**meta["training"]), settings=settings, model_rows=meta["model_rows"],
-            seconds=meta["seconds"], key=key, from_cache=True, notes=list(meta["notes"]),
-        )
-
 
 @dataclass
-class LimeImageExplanation:
+class LimeImageExplanation(CachedResult):
     """LIME on images: SLIC superpixels, and each one's weight for the explained classes of each image."""
 
     explainer: ClassVar[str] = "lime image"
@@ -225,25 +197,3 @@ class LimeImageExplanation:
             "outputs": np.take_along_axis(self.outputs, self.class_indices, axis=1).tolist(),
             "from_cache": self.from_cache, "notes": list(self.notes),
         }
-
-    def to_cache(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {"images": self.images, "segments": self.segments, "weights": self.weights,
-                  "class_indices": self.class_indices, "intercepts": self.intercepts, "scores": self.scores,
-                  "local_predictions": self.local_predictions, "outputs": self.outputs}
-        meta = {"ref": self.ref, "output_names": self.output_names, "num_samples": self.num_samples,
-                "kernel_width": self.kernel_width, "model_rows": self.model_rows, "seconds": self.seconds,
-                "notes": self.notes}
-        return arrays, meta
-
-    @classmethod
-    def restore(
-        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, settings: ExplainSettings, key: str
-    ) -> LimeImageExplanation:
-        return cls(
-            ref=meta["ref"], output_names=meta["output_names"], images=arrays["images"], segments=arrays["segments"],
-            weights=arrays["weights"], class_indices=arrays["class_indices"], intercepts=arrays["intercepts"],
-            scores=arrays["scores"], local_predictions=arrays["local_predictions"], outputs=arrays["outputs"],
-            num_samples=meta["num_samples"], kernel_width=meta["kernel_width"], settings=settings,
-            model_rows=meta["model_rows"], seconds=meta["seconds"], key=key, from_cache=True,
-            notes=list(meta["notes"]),
-        )

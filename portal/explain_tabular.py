@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,14 +21,15 @@ from .dataio import read_input
 from .errors import InvalidInputError
 from .explain_cache import ExplainCache, make_key
 from .explain_data import BackgroundInfo, TabularCodec, check_tabular, hash_array, summarize_background
-from .explain_model import BudgetExceededError, Guard, ModelFunction, OutputPicker, Progress, measure_latency
+from .explain_job import ExplainJob
+from .explain_model import BudgetExceededError, Progress, measure_latency
 from .explain_shap import tabular_values
 from .explain_types import Estimate, ExplainSettings, TabularExplanation, _resolve
 from .modelinfo import numpy_dtype
 from .registry import ModelVersion
 from .signature import Feeds
 
-__all__ = ["TabularJob", "cache_for", "load_background"]
+__all__ = ["TabularInputs", "TabularJob", "cache_for", "load_background", "load_inputs"]
 
 FORMAT = 1
 DEFAULT_PERMUTATION_EVALS = 500
@@ -126,7 +127,28 @@ def _complete_rows(feeds: Feeds) -> Feeds:
     return Feeds({k: v[keep] for k, v in feeds.arrays.items()}, int(keep.sum()), feeds.unused_columns)
 
 
-class TabularJob:
+class TabularInputs(NamedTuple):
+    """Rows to explain and background rows, checked and laid out in explanation space."""
+
+    codec: TabularCodec
+    rows: np.ndarray
+    pool: np.ndarray  # the complete background rows
+    source: str  # where the background came from
+    dropped: int  # background rows dropped for a missing value
+
+
+def load_inputs(portal: Any, version: ModelVersion, rows: Any, background: Any) -> TabularInputs:
+    """Check rows and background (default: the version's reference data) and lay both out as matrices."""
+    row_feeds = _coerce(portal, version, rows, "rows to explain")
+    frame, source = load_background(portal, version, background)
+    raw = _coerce(portal, version, frame, "background data", allow_nan=True)
+    background_feeds = _complete_rows(raw)
+    codec = TabularCodec.build(version, [row_feeds, background_feeds])
+    return TabularInputs(codec, codec.matrix(row_feeds), codec.matrix(background_feeds), source,
+                         raw.rows - background_feeds.rows)
+
+
+class TabularJob(ExplainJob):
     """One prepared explanation of table rows."""
 
     def __init__(
@@ -147,26 +169,12 @@ class TabularJob:
         self.settings = settings
         self.target = target
         self.clock = clock
-        self._load(rows, background, background_label)
+        self.codec, self.rows, self.pool, source, self.dropped = load_inputs(portal, self.version, rows, background)
+        self.source = background_label or source
         self.cache = cache_for(portal)
         self.key = self._key()
         self._hit = self.cache.get(self.key)
-        if self._hit is not None:
-            _resolve_target(target, self._hit[1]["output_names"], self._hit[1]["classifier"], self.version.ref)
-        else:
-            _resolve_target(target, list(self.picker.names), self.picker.classifier, self.version.ref)
-
-    def _load(self, rows: Any, background: Any, label: str | None) -> None:
-        """Check rows and background, and lay both out in explanation space."""
-        row_feeds = _coerce(self.portal, self.version, rows, "rows to explain")
-        frame, source = load_background(self.portal, self.version, background)
-        raw = _coerce(self.portal, self.version, frame, "background data", allow_nan=True)
-        background_feeds = _complete_rows(raw)
-        self.codec = TabularCodec.build(self.version, [row_feeds, background_feeds])
-        self.rows = self.codec.matrix(row_feeds)
-        self.pool = self.codec.matrix(background_feeds)
-        self.source = label or source
-        self.dropped = raw.rows - background_feeds.rows
+        _resolve_target(target, *self._outputs(), self.version.ref)
 
     def _key(self) -> str:
         """Everything the result depends on: model, its metadata, rows, background, settings, shap."""
@@ -179,18 +187,8 @@ class TabularJob:
         })
 
     # -- model ------------------------------------------------------------------------
-    @cached_property
-    def picker(self) -> OutputPicker:
-        sample = self.portal.predict(self.version, self.codec.feeds(self.rows))
-        return OutputPicker.build(self.version, sample)
-
-    @cached_property
-    def function(self) -> ModelFunction:
-        return ModelFunction(self.portal, self.version, self.codec.feeds, self.picker)
-
-    @property
-    def cached(self) -> bool:
-        return self._hit is not None
+    def _model_inputs(self) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], np.ndarray]:
+        return self.codec.feeds, self.rows
 
     # -- plan -------------------------------------------------------------------------
     @cached_property
@@ -238,19 +236,15 @@ class TabularJob:
     # -- run --------------------------------------------------------------------------
     def run(self, *, progress: Progress | None = None) -> TabularExplanation:
         """Explain the rows (or load the cached explanation); ``progress(fraction, text)`` as it goes."""
-        if self._hit is not None:
-            result = TabularExplanation.restore(*self._hit, settings=self.settings, key=self.key)
-            result.ref = self.version.ref
-            if progress:
-                progress(1.0, "loaded from the cache")
-            return result
+        restored = self._restored(TabularExplanation, progress)
+        if restored is not None:
+            return restored
         plan = self.estimate
         background, method = summarize_background(
             self.pool, size=plan.background_rows, method=self.settings.background_method, seed=self.settings.seed
         )
         start = time.perf_counter()
-        guard = Guard(max_rows=self.settings.max_model_rows, max_seconds=self.settings.max_seconds,
-                      expected_rows=plan.model_rows, progress=progress, clock=self.clock)
+        guard = self._guard(plan.model_rows, progress)
         values, base = tabular_values(
             self.function.with_guard(guard), self.rows, background, explainer=plan.explainer,
             max_evals=plan.max_evals, batch_size=max(1, self.settings.batch_rows // len(background)),
@@ -265,10 +259,7 @@ class TabularJob:
             explainer=plan.explainer, max_evals=plan.max_evals, background=info, settings=self.settings,
             model_rows=guard.rows, seconds=time.perf_counter() - start, key=self.key, notes=list(plan.notes),
         )
-        self.cache.put(self.key, *result.to_cache())
-        if progress:
-            progress(1.0, "done")
-        return result
+        return self._stored(result, progress)
 
 
 def _resolve_target(target: str | int | None, names: list[str], classifier: bool, ref: str) -> None:

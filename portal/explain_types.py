@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
+from .explain_cache import CachedResult
 from .explain_data import BackgroundInfo
 
 __all__ = ["Attribution", "Estimate", "ExplainSettings", "ImageExplanation", "TabularExplanation"]
@@ -159,7 +160,7 @@ def tolerance(outputs: np.ndarray) -> float:
 
 
 @dataclass
-class TabularExplanation:
+class TabularExplanation(CachedResult):
     """SHAP values of table rows, for every output of the model."""
 
     ref: str
@@ -278,31 +279,6 @@ class TabularExplanation:
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
-    # -- cache form ---------------------------------------------------------------
-    def to_cache(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {"matrix": self.matrix, "values": self.values, "base_values": self.base_values,
-                  "outputs": self.outputs}
-        meta = {
-            "ref": self.ref, "task": self.task, "feature_names": self.feature_names, "output_names": self.output_names,
-            "data": {c: self.data[c].tolist() for c in self.data.columns}, "classifier": self.classifier,
-            "explainer": self.explainer, "max_evals": self.max_evals, "background": asdict(self.background),
-            "model_rows": self.model_rows, "seconds": self.seconds, "notes": self.notes,
-        }
-        return arrays, meta
-
-    @classmethod
-    def restore(
-        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, settings: ExplainSettings, key: str
-    ) -> TabularExplanation:
-        return cls(
-            ref=meta["ref"], task=meta["task"], feature_names=meta["feature_names"], output_names=meta["output_names"],
-            data=pd.DataFrame(meta["data"], columns=meta["feature_names"]), matrix=arrays["matrix"],
-            values=arrays["values"], base_values=arrays["base_values"], outputs=arrays["outputs"],
-            classifier=meta["classifier"], explainer=meta["explainer"], max_evals=meta["max_evals"],
-            background=BackgroundInfo(**meta["background"]), settings=settings, model_rows=meta["model_rows"],
-            seconds=meta["seconds"], key=key, from_cache=True, notes=list(meta["notes"]),
-        )
-
 
 def _resolve(target: str | int, names: list[str], classifier: bool) -> int:
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool) and 0 <= int(target) < len(names):
@@ -314,7 +290,7 @@ def _resolve(target: str | int, names: list[str], classifier: bool) -> int:
 
 
 @dataclass
-class ImageExplanation:
+class ImageExplanation(CachedResult):
     """SHAP values per pixel for the top classes of each image (partition explainer, blur masker)."""
 
     ref: str
@@ -381,24 +357,6 @@ class ImageExplanation:
 
     def class_names(self, row: int) -> list[str]:
         return [self.output_names[i] for i in self.class_indices[row]]
-
-    def to_cache(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {"images": self.images, "values": self.values, "class_indices": self.class_indices,
-                  "base_values": self.base_values, "outputs": self.outputs}
-        meta = {"ref": self.ref, "output_names": self.output_names, "max_evals": self.max_evals, "blur": self.blur,
-                "model_rows": self.model_rows, "seconds": self.seconds, "notes": self.notes}
-        return arrays, meta
-
-    @classmethod
-    def restore(
-        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, settings: ExplainSettings, key: str
-    ) -> ImageExplanation:
-        return cls(
-            ref=meta["ref"], output_names=meta["output_names"], images=arrays["images"], values=arrays["values"],
-            class_indices=arrays["class_indices"], base_values=arrays["base_values"], outputs=arrays["outputs"],
-            max_evals=meta["max_evals"], blur=meta["blur"], settings=settings, model_rows=meta["model_rows"],
-            seconds=meta["seconds"], key=key, from_cache=True, notes=list(meta["notes"]),
-        )
 
 
 def _show(value: Any) -> str:
