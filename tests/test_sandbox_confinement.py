@@ -190,6 +190,7 @@ _PROBE = textwrap.dedent("""
         "exec": os.system("true"),
         "parent_environ": attempt(lambda: open(f"/proc/{os.getppid()}/environ", "rb").read()),
         "etc_shadow": attempt(lambda: open("/etc/shadow", "rb").read()),
+        "etc_passwd": attempt(lambda: open("/etc/passwd", "rb").read()),
     }))
 """)
 
@@ -211,7 +212,7 @@ def test_confine_allows_only_what_it_was_given(tmp_path):
     assert seen["confinement"].startswith("Landlock ABI")
     assert seen["read_allowed"] == "allowed"
     assert seen["write_scratch"] == "allowed"
-    for key in ("read_secret", "write_outside", "list_outside", "socket_inet", "socket_unix", "parent_environ", "etc_shadow"):
+    for key in ("read_secret", "write_outside", "list_outside", "socket_inet", "socket_unix", "parent_environ", "etc_shadow", "etc_passwd"):
         assert seen[key] == "PermissionError", key
     assert seen["exec"] != 0  # /bin/sh cannot be executed
     assert not (outside / "bad").exists()

@@ -52,7 +52,7 @@ _SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1 << 0, 1 << 1
 _READ = _READ_FILE | _READ_DIR
 _SYSTEM_DIRS = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo")
 _SYSTEM_FILES = (
-    "/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/passwd", "/etc/group",
+    "/etc/ld.so.cache", "/etc/localtime",  # not /etc/passwd: the child's USER and HOME are set instead
     "/dev/urandom", "/dev/random", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat",
 )
 _SYSTEM_READ_DIRS = ("/sys/devices/system/cpu", "/sys/fs/cgroup")

@@ -62,6 +62,8 @@ def _child_env(scratch: Path) -> dict[str, str]:
         XDG_CACHE_HOME=str(tmp),
         TORCHINDUCTOR_CACHE_DIR=str(tmp),
         HOME=str(tmp),
+        USER="portal-sandbox",  # getpass.getuser() without reading /etc/passwd, which the child may not
+        LOGNAME="portal-sandbox",
         OPENBLAS_NUM_THREADS="1",
     )
     return env
