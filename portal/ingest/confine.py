@@ -144,9 +144,9 @@ def _landlock(libc: ctypes.CDLL, abi: int, read: Iterable[Path], write: Iterable
     handled_fs = _fs_rights(abi)
     handled_net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 else 0
     scoped = (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if abi >= 6 else 0
-    attr = struct.pack("=QQQ", handled_fs, handled_net, scoped) if abi >= 6 else struct.pack("=QQ", handled_fs, handled_net)
-    if abi < 4:
-        attr = attr[:8]
+    # struct landlock_ruleset_attr grew a field at ABI 4 and 6; the kernel takes the size we pass
+    fields = [handled_fs, *([handled_net] if abi >= 4 else []), *([scoped] if abi >= 6 else [])]
+    attr = struct.pack(f"={len(fields)}Q", *fields)
     ruleset = _check(libc.syscall(_SYS_CREATE_RULESET, attr, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0)),
                      "creating the Landlock ruleset")
     try:
@@ -155,7 +155,6 @@ def _landlock(libc: ctypes.CDLL, abi: int, read: Iterable[Path], write: Iterable
         _add_path(libc, ruleset, Path(os.devnull), _READ_FILE | _WRITE_FILE | _TRUNCATE)
         for path in write:
             _add_path(libc, ruleset, Path(path), handled_fs & ~_EXECUTE)
-        _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
         _check(libc.syscall(_SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)), "landlock_restrict_self")
     finally:
         os.close(ruleset)
@@ -189,7 +188,6 @@ def _seccomp(libc: ctypes.CDLL) -> bool:
     ])
     buffer = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
-    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
     _check(libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "installing the seccomp filter")
     return True
 
@@ -205,6 +203,8 @@ def confine(*, read: Iterable[Path], write: Iterable[Path]) -> Confinement:
     if abi < 1:
         raise ConfinementError(errno.ENOSYS, "this kernel offers no Landlock (or PORTAL_SANDBOX_LANDLOCK=off)")
     libc = _libc()
+    # both Landlock and seccomp need it from an unprivileged process; set once, it cannot be undone
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
     _landlock(libc, abi, [*system_read_paths(), *read], write)
     sockets = _seccomp(libc)
     network = "seccomp+landlock" if sockets and abi >= 4 else ("seccomp" if sockets else "landlock-tcp")
