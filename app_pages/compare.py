@@ -7,9 +7,9 @@ from typing import Any
 
 import streamlit as st
 
-from portal import compare_figures, variants
-from portal.compress import CALIBRATION_METHODS, METHODS
-from portal.dataio import read_input
+from portal.compress import figures as compare_figures, variants
+from portal.compress.rules import CALIBRATION_METHODS, METHODS
+from portal.serving.dataio import read_input
 from portal.errors import PortalError
 from portal.ui.render import chart
 from portal.ui.roles import why_not

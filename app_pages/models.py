@@ -6,7 +6,7 @@ import streamlit as st
 
 from portal import views
 from portal.errors import PortalError
-from portal.export import export_zip, triton_config
+from portal.storage.export import export_zip, triton_config
 from portal.ui import keys
 from portal.ui.manage import aliases_panel, compare_panel, delete_panel, edit_panel, versions_panel, visibility_panel
 from portal.ui.render import version_details, version_summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from portal import monitor
+from portal.monitor import stats as monitor
 from portal.ui.monitor_panels import drift_panel, errors_panel, metric_tiles, pick_scope, pick_window, traffic_panel
 from portal.ui.session import current_portal
 from portal.ui.widgets import picked_version, show_flash, shown_errors

@@ -42,7 +42,7 @@ import json, sys, time
 mode, fmt, home, src, out = sys.argv[1:6]
 import numpy as np, onnxruntime as ort, pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq, pandas as pd
 from portal import Portal
-from portal.batch import _RUN_BYTES, session_config
+from portal.serving.batch import _RUN_BYTES, session_config
 p = Portal.open(home, check=False)
 version = p.get("mlp")
 features = version.feature_names
@@ -96,7 +96,7 @@ def _child(mode: str, fmt: str, home: Path, src: Path, out: Path) -> dict[str, f
 
 def _register(home: Path) -> None:
     from portal import Portal
-    from portal.modelinfo import describe_model
+    from portal.ingest.modelinfo import describe_model
 
     portal = Portal.open(home)
     model = mlp()

@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/blob_verify.py [--rounds 9] [--big-mb 100] [--home D
 Models: the four demo models, registered here through the real ingest (about 30 s; or
 ``--home`` a store that already has them), and a MatMul with one float32 initializer
 of about ``--big-mb`` MB built with onnx.helper.  Each is loaded cold through
-``portal.runtime.SessionCache`` (a fresh cache every time, warm-up run included: what
+``portal.serving.runtime.SessionCache`` (a fresh cache every time, warm-up run included: what
 the first prediction of a model pays) three ways, in rotating order round by round so
 that other work on the machine hits them alike:
 
@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import table  # noqa: E402
 
 from portal import Portal  # noqa: E402
-from portal import runtime  # noqa: E402
-from portal.crypto import BlobCipher, generate_key  # noqa: E402
-from portal.modelinfo import describe_model  # noqa: E402
-from portal.store import BlobStore  # noqa: E402
+from portal.serving import runtime  # noqa: E402
+from portal.storage.crypto import BlobCipher, generate_key  # noqa: E402
+from portal.ingest.modelinfo import describe_model  # noqa: E402
+from portal.storage.store import BlobStore  # noqa: E402
 
 FLAGS = ("sha_ni", "aes", "vaes", "avx2", "avx512f", "avx512vl")
 VARIANTS = ("unchecked", "checked", "checked-bytes")

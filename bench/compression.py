@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/compression.py [--home DIR] [--image-size 160] [--th
 Builds, in one run: the demo digits CNN (portal.demo, registered through the real
 ingest), an MLP trained on breast cancer, a small transformer encoder, and
 torchvision's mobilenet_v3_small and resnet18 (random weights); creates every
-variant with ``portal.variants.compare`` and prints, per model and method, the
+variant with ``portal.compress.variants.compare`` and prints, per model and method, the
 size ratio, the speedup at batch 1 and 32 (parent p50 / variant p50, measured
 interleaved in one child process), the top-1 agreement and the verdict, then
 the variant the portal recommends. Every figure is a ratio against the parent
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import table  # noqa: E402
 
 from portal import Portal  # noqa: E402
-from portal.measure import environment  # noqa: E402
-from portal.variants import Comparison, compare  # noqa: E402
+from portal.compress.measure import environment  # noqa: E402
+from portal.compress.variants import Comparison, compare  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

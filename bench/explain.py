@@ -43,8 +43,8 @@ from _common import mlp, table  # noqa: E402
 
 from portal import Portal  # noqa: E402
 from portal.explain import ExplainSettings, ImageJob, TabularJob, clear_cache, explain_rows, warm_up_shap  # noqa: E402
-from portal.explain_data import summarize_background  # noqa: E402
-from portal.modelinfo import describe_model  # noqa: E402
+from portal.explain.data import summarize_background  # noqa: E402
+from portal.ingest.modelinfo import describe_model  # noqa: E402
 
 MODEL = "mlp30"
 
@@ -159,7 +159,7 @@ def decomposed(portal: Portal, frame: pd.DataFrame, rows: int, rounds: int) -> l
     """
     import shap
 
-    import portal.explain_tabular as tabular
+    import portal.explain.tabular as tabular
 
     chosen = frame.head(rows)
     clear_cache(portal)

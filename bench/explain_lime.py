@@ -29,7 +29,7 @@ from _common import table  # noqa: E402
 
 from portal import Portal  # noqa: E402
 from portal.explain import ExplainSettings, LimeImageJob, LimeJob, clear_cache, explain_agreement  # noqa: E402
-from portal.explain_lime_images import KERNEL_WIDTH, superpixels  # noqa: E402
+from portal.explain.lime_images import KERNEL_WIDTH, superpixels  # noqa: E402
 
 LIME = ExplainSettings(method="lime")
 DEMO_TABULAR = ("breast-cancer", "diabetes", "wine")
@@ -110,7 +110,7 @@ def tabular_decomposed(portal: Portal, model: str, output: str, frame: pd.DataFr
     """
     from lime.lime_tabular import LimeTabularExplainer
 
-    import portal.explain_lime as lime_module
+    import portal.explain.lime as lime_module
 
     chosen = frame.head(rows)
     clear_cache(portal)
@@ -249,7 +249,7 @@ def agreement(portal: Portal, rows: int, top_k: int) -> list[list[object]]:
 
 def run(portal: Portal, *, model: str, output: str, frame: pd.DataFrame, rows: int, rounds: int) -> None:
     """Print the LIME tables (``model``: a registered tabular classifier; digits and demo models are added)."""
-    from portal.measure import environment
+    from portal.compress.measure import environment
 
     env = environment()
     print(f"# LIME (lime 0.2.0.1) on {env['cpu']} (avx2={env['avx2']}, avx512={env['avx512']}, vnni={env['vnni']}), "

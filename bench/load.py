@@ -98,8 +98,8 @@ def build_model(kind: str) -> onnx.ModelProto:
 def register(home: Path, model: onnx.ModelProto) -> str:
     """Register the model and an admin token in a fresh portal home; return the token."""
     from portal import Portal
-    from portal.auth import Auth
-    from portal.modelinfo import describe_model
+    from portal.accounts.auth import Auth
+    from portal.ingest.modelinfo import describe_model
 
     portal = Portal.open(home)
     data = model.SerializeToString()

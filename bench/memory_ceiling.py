@@ -14,7 +14,7 @@ a pool spinning on both cores of a busy 2-core machine made the ratios swing by 
   no-arena     enable_cpu_mem_arena=False, plain malloc: memory given back, no ceiling
   subprocess   one worker process per model under RLIMIT_AS (model size + limit), feeds and
                outputs pickled over a pipe: a real per-request ceiling
-Tables: (1) portal.predict with the guard on vs off (two portals on one store, interleaved);
+Tables: (1) Portal.predict with the guard on vs off (two portals on one store, interleaved);
 (2) session.run of each option vs off (interleaved pairs, median of per-round ratios);
 (3) RSS before / after the bomb (2**29 float32 ones = 2 GiB) and after a 512 MiB request, each
 option in a fresh child process; (4) contention under the guard: what a run holding most of the
@@ -46,10 +46,11 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import mlp, paired_ratio, table  # noqa: E402
 
-from portal import Portal, memlimit  # noqa: E402
+from portal import Portal
+from portal.serving import memlimit
 from portal.errors import MemoryLimitError  # noqa: E402
-from portal.modelinfo import describe_model  # noqa: E402
-from portal.runtime import LoadedSession  # noqa: E402
+from portal.ingest.modelinfo import describe_model  # noqa: E402
+from portal.serving.runtime import LoadedSession  # noqa: E402
 
 MIB = 1024 * 1024
 OPTIONS = ("off", "guard", "guard-exact", "shrink", "no-arena", "subprocess")
@@ -361,7 +362,7 @@ def main() -> None:
         models = {"mlp": mlp().SerializeToString()}
         if not args.no_demo:
             models["digits"] = digits_bytes(work)
-        print(f"\n== (1) portal.predict, guard on ({args.limit_mb} MiB) vs off, interleaved "
+        print(f"\n== (1) Portal.predict, guard on ({args.limit_mb} MiB) vs off, interleaved "
               f"({args.rounds} rounds; ratio = median of per-round on/off)")
         print(table(portal_rows(models, work, limit, args.rounds),
                     ["model", "batch", "off µs", "on µs", "on/off", "added µs"]), flush=True)

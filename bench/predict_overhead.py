@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import interleaved, mlp, paired_ratio, table  # noqa: E402
 
 from portal import Portal  # noqa: E402
-from portal.modelinfo import describe_model  # noqa: E402
+from portal.ingest.modelinfo import describe_model  # noqa: E402
 
 
 def _register(portal: Portal, model: onnx.ModelProto, name: str, **meta) -> None:
@@ -60,7 +60,7 @@ LOG_BUDGET = 1.05  # issue #7: the log may cost at most 5%
 
 
 def log_rows(home: Path, *, rounds: int) -> tuple[list[list[object]], bool]:
-    """portal.predict with the prediction log on vs an identical portal with the log off, same model."""
+    """Portal.predict with the prediction log on vs an identical portal with the log off, same model."""
     on = Portal.open(home, check=False)
     off = Portal.open(home, check=False, monitor=False)
     assert on.monitor is not None and off.monitor is None
@@ -111,7 +111,7 @@ mode, home, csv_path, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv
 t0 = time.perf_counter()
 if mode == "portal":
     from portal import Portal
-    from portal.batch import session_config
+    from portal.serving.batch import session_config
     p = Portal.open(home)
     p.session(p.get("mlp"), config=session_config())  # loaded before the clock, like the raw session
     t0 = time.perf_counter()
@@ -170,7 +170,7 @@ def main() -> None:
         portal = Portal.open(home)
         features = [f"f{i}" for i in range(30)]
         _register(portal, mlp(), "mlp", feature_names=features, class_labels=["no", "yes"])
-        print("== prediction log on vs off: portal.predict throughput (mlp, same store, interleaved A/B rounds; "
+        print("== prediction log on vs off: Portal.predict throughput (mlp, same store, interleaved A/B rounds; "
               f"ratio = median of per-round time ratios on/off, budget ≤ {LOG_BUDGET:.2f})")
         log_table, log_ok = log_rows(home, rounds=args.log_rounds)
         print(table(log_table, ["batch", "off rows/s", "on rows/s", "off µs", "on µs", "on/off", "≤ 5%"]))
@@ -179,7 +179,7 @@ def main() -> None:
             return
         if not args.no_demo:
             portal.load_demo()
-        print("== portal.predict vs raw InferenceSession.run (same open session, interleaved A/B)")
+        print("== Portal.predict vs raw InferenceSession.run (same open session, interleaved A/B)")
         print(table(overhead_rows(portal), ["model", "batch", "raw µs", "portal µs", "ratio", "added µs"]))
         print("\n== session cache")
         print(table(cache_rows(portal), ["case", "time"]))

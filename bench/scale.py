@@ -52,8 +52,8 @@ def prepare_home(home: Path) -> tuple[str, list[tuple[str, bytes]]]:
     import json
 
     from portal import Portal
-    from portal.auth import Auth
-    from portal.modelinfo import describe_model
+    from portal.accounts.auth import Auth
+    from portal.ingest.modelinfo import describe_model
 
     portal = Portal.open(home)
     requests = []
@@ -173,7 +173,7 @@ def run_rest(args: argparse.Namespace) -> None:
 
 # -- (b) registry -----------------------------------------------------------------------------
 def _writer(url: str, worker: int, iterations: int, ready: mp.Barrier, out: mp.Queue) -> None:
-    from portal.registry import Registry
+    from portal.storage.registry import Registry
 
     registry = Registry.open(url)
     info = {"inputs": [], "outputs": [], "opset": 17}

@@ -53,8 +53,8 @@ MAX_GROWTH = 10.0
 def setup(home: Path) -> dict[str, str]:
     """Register the served models and an analyst; return headers carrying the analyst's token."""
     from portal import Portal
-    from portal.auth import Auth
-    from portal.modelinfo import describe_model
+    from portal.accounts.auth import Auth
+    from portal.ingest.modelinfo import describe_model
 
     portal = Portal.open(home)
     for name, (n_in, hidden, n_out) in MODELS.items():

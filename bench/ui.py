@@ -46,7 +46,7 @@ PAGES = ["app_pages/home.py", "app_pages/upload.py", "app_pages/models.py", "app
 def build_store(home: Path, count: int) -> None:
     """``count`` models registered through store + registry (no sandbox: this times the UI)."""
     from portal import Portal
-    from portal.modelinfo import describe_model
+    from portal.ingest.modelinfo import describe_model
 
     portal = Portal.open(home)
     try:

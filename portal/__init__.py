@@ -27,18 +27,18 @@ from .errors import (
     SandboxError,
     UnsupportedFormatError,
 )
-from .refs import ModelRef
+from .storage.refs import ModelRef
 
 if TYPE_CHECKING:
     from .core import Portal, StagedModel
-    from .predict import Prediction
-    from .registry import AuditEvent, ModelSummary, ModelVersion
+    from .serving.predict import Prediction
+    from .storage.registry import AuditEvent, ModelSummary, ModelVersion
 
 # Heavy modules (SQLAlchemy, pandas, onnxruntime) load on first use, so the sandboxed
 # ingest child, which imports portal.errors and portal.config, does not pay for them.
 _LAZY = {
-    "Portal": ".core", "StagedModel": ".core", "Prediction": ".predict",
-    "AuditEvent": ".registry", "ModelSummary": ".registry", "ModelVersion": ".registry",
+    "Portal": ".core", "StagedModel": ".core", "Prediction": ".serving.predict",
+    "AuditEvent": ".storage.registry", "ModelSummary": ".storage.registry", "ModelVersion": ".storage.registry",
 }
 
 

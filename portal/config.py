@@ -50,7 +50,7 @@ class Settings:
     max_upload_bytes: int = 2 * GIB
     cache_bytes: int = 1024 * MIB
     cache_count: int = 32
-    predict_memory_bytes: int = 2 * GIB  # 0: no ceiling (see portal.memlimit)
+    predict_memory_bytes: int = 2 * GIB  # 0: no ceiling (see portal.serving.memlimit)
     sandbox_memory_bytes: int = 8 * GIB
     sandbox_cpu_seconds: int = 300
     sandbox_timeout_seconds: int = 600

@@ -17,9 +17,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from .auth import User, require
+from .accounts.auth import User, require
 from .config import Settings
-from .dataio import read_input, write_frame
+from .serving.dataio import read_input, write_frame
 from .errors import (
     CorruptBlobError,
     InvalidInputError,
@@ -28,15 +28,15 @@ from .errors import (
     PermissionDeniedError,
     PortalError,
 )
-from .images import IMAGE_SUFFIXES, load_image, preprocess_images
-from .memlimit import install as install_memory_limit
-from .predict import Prediction, run_feeds
-from .predlog import PredictionLog
-from .refs import ModelRef, check_name
-from .registry import ModelSummary, ModelVersion, Registry
-from .runtime import LoadedSession, SessionCache, SessionConfig
-from .signature import FastPlan, Feeds, coerce, fixed_batch
-from .store import BlobStore, receive_stream
+from .serving.images import IMAGE_SUFFIXES, load_image, preprocess_images
+from .serving.memlimit import install as install_memory_limit
+from .serving.predict import Prediction, run_feeds
+from .monitor.log import PredictionLog
+from .storage.refs import ModelRef, check_name
+from .storage.registry import ModelSummary, ModelVersion, Registry
+from .serving.runtime import LoadedSession, SessionCache, SessionConfig
+from .serving.signature import FastPlan, Feeds, coerce, fixed_batch
+from .storage.store import BlobStore, receive_stream
 
 __all__ = ["Portal", "StagedModel", "suggest_name"]
 
@@ -86,7 +86,7 @@ class Portal:
     differ: :meth:`as_user` gives a view of the same portal (same registry,
     store, caches and prediction log) that acts for one signed-in user and
     checks their role, the model's owner and its visibility on every call
-    (see :mod:`portal.auth`).  The unscoped portal (``user is None``) is the
+    (see :mod:`portal.accounts.auth`).  The unscoped portal (``user is None``) is the
     local operator: the CLI without a token, ``PORTAL_AUTH=off``, the demo
     loader and maintenance tasks, who can read the files anyway.
     """
@@ -118,7 +118,7 @@ class Portal:
     ) -> Portal:
         """Open (creating if needed) the store at ``home`` (default ``$PORTAL_HOME`` or ``./model_cache``).
 
-        With ``check`` (the default) a quick :func:`portal.fsck.fsck` collects debris
+        With ``check`` (the default) a quick :func:`portal.storage.fsck.fsck` collects debris
         a crash may have left (never a referenced blob).
         """
         if settings is None:
@@ -204,7 +204,7 @@ class Portal:
 
     def rotate_key(self, new_key: str | None, *, actor: str | None = None) -> int:
         """Re-encrypt every blob with ``new_key`` (None: decrypt the store); return how many."""
-        from .crypto import BlobCipher
+        from .storage.crypto import BlobCipher
 
         self.check("admin")
         new_cipher = BlobCipher(new_key) if new_key else None
@@ -219,8 +219,8 @@ class Portal:
         return count
 
     def fsck(self, *, repair: bool = True, verify: bool = False, grace_seconds: float | None = None) -> Any:
-        """Check that registry rows and blob files agree; see :mod:`portal.fsck`."""
-        from .fsck import GRACE_SECONDS, fsck
+        """Check that registry rows and blob files agree; see :mod:`portal.storage.fsck`."""
+        from .storage.fsck import GRACE_SECONDS, fsck
 
         if repair:
             self.check("admin")
@@ -234,7 +234,8 @@ class Portal:
         self.registry.close()
 
     # -- lookup -------------------------------------------------------------
-    def _invalidate(self) -> None:
+    def invalidate(self) -> None:
+        """Forget resolved references after the registry changed (a new version, a moved alias)."""
         with self._refs_lock:
             self._refs.clear()
 
@@ -384,7 +385,7 @@ class Portal:
         return version
 
     def _register_staged(self, staged: StagedModel, name: str | None, metadata: dict[str, Any]) -> ModelVersion:
-        from .metadata import build_version_meta
+        from .ingest.metadata import build_version_meta
 
         name = check_name(name or suggest_name(staged.filename))
         if self.user is not None:
@@ -407,7 +408,7 @@ class Portal:
             owner_id=self.user.id if self.user is not None else None,
         )
         self.store.ensure(staged.report.model_path, blob)
-        self._invalidate()
+        self.invalidate()
         return version
 
     def _store_reference(self, reference: Any, signature: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -432,26 +433,26 @@ class Portal:
     def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str | None = None) -> ModelVersion:
         self._require_model("alias", ModelRef.parse(ref).name)
         version = self.registry.set_alias(ref, alias, actor=self._actor(actor))
-        self._invalidate()
+        self.invalidate()
         return version
 
     def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
         self._require_model("alias", name)
         self.registry.remove_alias(name, alias, actor=self._actor(actor))
-        self._invalidate()
+        self.invalidate()
 
     def update_model(self, name: str, *, actor: str | None = None, **fields: Any) -> ModelSummary:
         self._require_model("edit", name)
         if self.user is not None and fields.get("owner") is not None:
             self.check("admin")
         summary = self.registry.update_model(name, actor=self._actor(actor), **fields)
-        self._invalidate()
+        self.invalidate()
         return summary
 
     def update_version(self, ref: str | ModelRef, *, actor: str | None = None, **fields: Any) -> ModelVersion:
         self._require_model("edit", ModelRef.parse(ref).name)
         version = self.registry.update_version_meta(ref, actor=self._actor(actor), **fields)
-        self._invalidate()
+        self.invalidate()
         return version
 
     def delete(self, ref: str | ModelRef, *, force: bool = False, actor: str | None = None) -> list[str]:
@@ -468,7 +469,7 @@ class Portal:
             gone = [v for v in summary.versions]
         else:
             gone = [self.registry.delete_version(parsed, actor=actor, force=force)]
-        self._invalidate()
+        self.invalidate()
         for version in gone:
             self._collect_blob(version.blob_sha)
             if version.reference_sha:
@@ -492,7 +493,7 @@ class Portal:
         try:
             path = self.store.local_path(version.blob_sha)
         except NotFoundError:
-            self._invalidate()
+            self.invalidate()
             if not self.registry.blob_in_use(version.blob_sha):
                 raise NotFoundError(f"{version.ref} was deleted") from None
             raise
@@ -536,9 +537,9 @@ class Portal:
         extra_columns: str = "error",
         run_options: Any = None,
     ) -> Prediction:
-        """Predict with the version ``ref`` on ``data`` (see :func:`portal.signature.coerce`).
+        """Predict with the version ``ref`` on ``data`` (see :func:`portal.serving.signature.coerce`).
 
-        Every call is queued to the prediction log (see :mod:`portal.predlog`),
+        Every call is queued to the prediction log (see :mod:`portal.monitor.log`),
         failures included once the version is known.
         """
         start = time.perf_counter()
@@ -610,7 +611,7 @@ class Portal:
         scored, so an error (which names the line and column) or a ``cancel``
         (a ``threading.Event``) leaves nothing under the output name.
         ``keep_inputs`` writes the input columns before the results.  The whole
-        file is one entry in the prediction log.  See :mod:`portal.batch`.
+        file is one entry in the prediction log.  See :mod:`portal.serving.batch`.
         """
         version = self.get(ref)
         path = Path(path)
@@ -619,7 +620,7 @@ class Portal:
             if output is not None:
                 write_frame(prediction.to_frame(), Path(output), outputs=prediction.outputs)
             return prediction
-        from .batch import ScoringCancelled, score_file, session_config
+        from .serving.batch import ScoringCancelled, score_file, session_config
 
         start = time.perf_counter()
         try:
@@ -636,28 +637,28 @@ class Portal:
         self.log_prediction(version, rows=result.rows, latency_s=result.seconds, feeds=result.sample, cache_hit=hit)
         return pd.DataFrame({"rows": [result.rows]}) if output is not None else result.frame
 
-    # -- variants (see portal.variants) ---------------------------------------
+    # -- variants (see portal.compress.variants) ---------------------------------------
     def create_variant(self, ref: str | ModelRef, method: str, **options: Any) -> ModelVersion:
         """A compressed variant of ``ref`` (int8-dynamic, int8-static, fp16, prune, optimized)."""
-        from .variants import create_variant
+        from .compress.variants import create_variant
 
         return create_variant(self, ref, method, **options)
 
     def compare(self, ref: str | ModelRef, **options: Any) -> Any:
         """Create and measure variants of ``ref`` against it; returns a ``Comparison`` with advice."""
-        from .variants import compare
+        from .compress.variants import compare
 
         return compare(self, ref, **options)
 
     def load_comparison(self, ref: str | ModelRef, **options: Any) -> Any:
         """The stored comparison of ``ref``, without measuring again (None if never measured)."""
-        from .variants import load_comparison
+        from .compress.variants import load_comparison
 
         return load_comparison(self, ref, **options)
 
     def lineage(self, ref: str | ModelRef) -> list[ModelVersion]:
         """``ref`` and its ancestors, newest first."""
-        from .variants import lineage
+        from .compress.variants import lineage
 
         return lineage(self, ref)
 
@@ -690,7 +691,7 @@ def _blob_fs(settings: Settings) -> Any:
     """The blobs' filesystem: ``PORTAL_BLOB_URL`` (any fsspec URL) or ``PORTAL_HOME/blobs``."""
     if not settings.blob_url:
         return None
-    from .blobfs import from_url
+    from .storage.blobfs import from_url
 
     return from_url(settings.blob_url)
 
@@ -699,6 +700,6 @@ def _cipher(settings: Settings) -> Any:
     key = settings.encryption_key
     if not key:
         return None
-    from .crypto import BlobCipher
+    from .storage.crypto import BlobCipher
 
     return BlobCipher(key)

@@ -24,7 +24,7 @@ _FONT = dict(family="Inter, 'Source Sans Pro', sans-serif", size=13)
 _MAX_CLASS_BARS = 30
 
 
-def _style(fig: go.Figure, *, title: str, x: str, y: str, height: int) -> go.Figure:
+def style(fig: go.Figure, *, title: str, x: str, y: str, height: int) -> go.Figure:
     fig.update_layout(
         title=dict(text=title, x=0, xanchor="left", font=dict(size=15)),
         template="plotly_white",
@@ -60,7 +60,7 @@ def operator_histogram(operators: Mapping[str, int], *, top: int = 25) -> go.Fig
     fig.update_xaxes(range=[0, max(counts, default=1) * 1.12])
     total = sum(operators.values())
     height = max(220, 60 + 24 * len(names))
-    return _style(fig, title=f"Operators in the graph ({total} nodes, {len(operators)} types)",
+    return style(fig, title=f"Operators in the graph ({total} nodes, {len(operators)} types)",
                   x="nodes", y="operator", height=height)
 
 
@@ -80,7 +80,7 @@ def operator_comparison(
     peak = max([*first.values(), *second.values(), 1])
     if peak <= 10:
         fig.update_xaxes(dtick=1)
-    return _style(fig, title="Operators, side by side", x="nodes", y="operator",
+    return style(fig, title="Operators, side by side", x="nodes", y="operator",
                   height=max(240, 70 + 34 * len(names)))
 
 
@@ -96,7 +96,7 @@ def prediction_distribution(results: pd.DataFrame, *, task: str) -> go.Figure | 
     if numeric:
         fig = go.Figure(go.Histogram(x=values, marker_color=ACCENT, nbinsx=min(50, max(5, len(values) // 4)),
                                      hovertemplate="%{x}: %{y} row(s)<extra></extra>"))
-        return _style(fig, title=f"Distribution of predictions ({len(values)} rows)",
+        return style(fig, title=f"Distribution of predictions ({len(values)} rows)",
                       x="predicted value", y="rows", height=340)
     counts = values.astype(str).value_counts()
     if len(counts) > _MAX_CLASS_BARS:
@@ -107,7 +107,7 @@ def prediction_distribution(results: pd.DataFrame, *, task: str) -> go.Figure | 
         hovertemplate="%{x}: %{y} row(s)<extra></extra>",
     ))
     fig.update_xaxes(type="category")
-    return _style(fig, title=f"Predicted classes ({len(values)} rows)", x="predicted class", y="rows", height=340)
+    return style(fig, title=f"Predicted classes ({len(values)} rows)", x="predicted class", y="rows", height=340)
 
 
 def top_k_bar(probabilities: Mapping[str, float], *, k: int = 5, title: str | None = None) -> go.Figure:
@@ -122,5 +122,5 @@ def top_k_bar(probabilities: Mapping[str, float], *, k: int = 5, title: str | No
     ))
     fig.update_yaxes(type="category")
     fig.update_xaxes(range=[0, 1.3], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
-    return _style(fig, title=title or f"Top {len(items)} classes", x="probability", y="class",
+    return style(fig, title=title or f"Top {len(items)} classes", x="probability", y="class",
                   height=max(200, 70 + 32 * len(items)))

@@ -22,8 +22,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from portal import Portal
-from portal.auth import Auth
-from portal.modelinfo import describe_model
+from portal.accounts.auth import Auth
+from portal.ingest.modelinfo import describe_model
 
 REPO = Path(__file__).resolve().parents[1]
 ROLES = ("viewer", "analyst", "admin")

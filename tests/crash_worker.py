@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny import softmax_classifier  # noqa: E402
 
 from portal import Portal  # noqa: E402
-from portal.modelinfo import describe_model  # noqa: E402
+from portal.ingest.modelinfo import describe_model  # noqa: E402
 
 
 def main(home: str, seed: int) -> None:
@@ -40,7 +40,7 @@ def main(home: str, seed: int) -> None:
             portal.registry.add_version("work", blob_sha=blob.sha256, size_bytes=blob.size, source_format="onnx",
                                         info=describe_model(model), parent=parent.ref, method="prune",
                                         method_params={"sparsity": 0.5})
-            portal._invalidate()
+            portal.invalidate()
         print(f"step {step}", flush=True)
 
 

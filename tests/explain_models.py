@@ -95,7 +95,7 @@ def analytic(weights: np.ndarray, rows: pd.DataFrame, background: pd.DataFrame) 
 
 def add_variant(portal: Portal, parent: str, model: onnx.ModelProto, name: str, n: int) -> Any:
     """Register ``model`` as a variant of ``parent`` (what portal.compress does, minus the compression)."""
-    from portal.modelinfo import describe_model
+    from portal.ingest.modelinfo import describe_model
 
     data = model.SerializeToString()
     blob = portal.store.put_bytes(data)
@@ -104,5 +104,5 @@ def add_variant(portal: Portal, parent: str, model: onnx.ModelProto, name: str, 
         info=describe_model(model, size_bytes=len(data)), meta={"feature_names": names(n)}, actor="tests",
         parent=parent, method="test", model_fields={"task": "regression"},
     )
-    portal._invalidate()
+    portal.invalidate()
     return version

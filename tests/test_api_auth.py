@@ -17,7 +17,7 @@ import pytest
 
 from api_fixtures import add_model, iris_model, make_users, serve
 from portal import Portal
-from portal.auth import Auth
+from portal.accounts.auth import Auth
 
 WHO = ("none", "revoked", "deleted", "viewer", "analyst", "admin")
 RANK = {"viewer": 1, "analyst": 2, "admin": 3}

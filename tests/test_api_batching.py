@@ -13,8 +13,8 @@ from api_fixtures import iris_model, slow_model
 from portal.api.batching import Batcher, batchable
 from portal.api.limits import Deadline, Watchdog
 from portal.errors import InferenceTimeoutError
-from portal.modelinfo import describe_model
-from portal.signature import Feeds
+from portal.ingest.modelinfo import describe_model
+from portal.serving.signature import Feeds
 
 
 def _session() -> ort.InferenceSession:

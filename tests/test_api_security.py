@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api_fixtures import Server, Tokens, add_model, iris_model, make_users, serve
 from portal import Portal
 from portal.errors import InvalidNameError
-from portal.refs import ModelRef
+from portal.storage.refs import ModelRef
 
 LIMIT = 4
 BODY_TIMEOUT_S = 2

@@ -1,4 +1,4 @@
-"""Tests for portal.auth: users, roles, tokens, and what each role may do."""
+"""Tests for portal.accounts.auth: users, roles, tokens, and what each role may do."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import Portal
-from portal.auth import Auth, User, allowed, require
-from portal.db import UserRow
+from portal.accounts.auth import Auth, User, allowed, require
+from portal.storage.db import UserRow
 from portal.errors import (
     AuthenticationError,
     ConflictError,
@@ -243,7 +243,7 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path):
 # -- passwords and sign-in -------------------------------------------------------------
 from argon2 import PasswordHasher  # noqa: E402
 
-from portal.auth import TooManyAttemptsError  # noqa: E402
+from portal.accounts.auth import TooManyAttemptsError  # noqa: E402
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PW = "correct horse"

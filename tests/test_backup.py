@@ -14,7 +14,7 @@ import pytest
 from tiny import add_model, softmax_classifier
 
 from portal import InvalidInputError, Portal
-from portal.backup import backup, restore
+from portal.storage.backup import backup, restore
 
 
 def _state(p: Portal):
@@ -272,7 +272,7 @@ def test_good_backup_restores_into_an_existing_empty_home(good_backup, tmp_path)
 
 
 def test_encrypted_backup_is_checked_with_the_key(portal_home, tmp_path):
-    from portal.crypto import BlobCipher, generate_key
+    from portal.storage.crypto import BlobCipher, generate_key
 
     key = generate_key()
     p = Portal.open(portal_home, encryption_key=key)

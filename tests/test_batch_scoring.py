@@ -1,4 +1,4 @@
-"""Streamed batch scoring (portal.batch): values, errors, cancel, the browser's job and the REST CSV route."""
+"""Streamed batch scoring (portal.serving.batch): values, errors, cancel, the browser's job and the REST CSV route."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tiny import add_model, image_model, int_input_model, linear_regressor, soft
 from ui_fixtures import assert_clean, button, empty_home, new_app, select_model, texts  # noqa: F401
 
 from portal import InvalidInputError, Portal
-from portal.batch import BatchJob, ScoringCancelled
+from portal.serving.batch import BatchJob, ScoringCancelled
 from portal.ui import keys
 
 FEATURES = ["a", "b", "c", "d"]

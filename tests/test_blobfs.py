@@ -11,8 +11,8 @@ import pytest
 from tiny import softmax_classifier
 
 from portal import NotFoundError, Portal
-from portal.blobfs import BlobFS, FsspecBlobFS, LocalBlobFS, from_env, from_url
-from portal.crypto import MAGIC, generate_key
+from portal.storage.blobfs import BlobFS, FsspecBlobFS, LocalBlobFS, from_env, from_url
+from portal.storage.crypto import MAGIC, generate_key
 
 X = {"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}
 
@@ -97,7 +97,7 @@ def test_encryption_on_memory(tmp_path, memory_url, monkeypatch):
 
 
 def test_fsck_and_backup_work_on_memory(tmp_path, memory_url):
-    from portal.backup import backup, restore
+    from portal.storage.backup import backup, restore
 
     portal = Portal.open(tmp_path / "home", blob_url=memory_url)  # the Settings field, not the environment
     assert isinstance(portal.store.fs, FsspecBlobFS)

@@ -19,8 +19,8 @@ from ui_fixtures import (  # noqa: F401  (fixtures)
 )
 
 from portal import Portal
-from portal.db import MeasurementRow
-from portal.measure import VersionMeasurement, environment, save_run
+from portal.storage.db import MeasurementRow
+from portal.compress.measure import VersionMeasurement, environment, save_run
 
 PAGE = "app_pages/compare.py"
 FEATURES = ["a", "b", "c", "d"]

@@ -26,7 +26,7 @@ from variant_models import (
 )
 
 from portal import ConflictError, InvalidInputError, InvalidModelError, Portal
-from portal.variants import create_variant, lineage
+from portal.compress.variants import create_variant, lineage
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from tiny import softmax_classifier
 
 from portal import Portal, PortalError
-from portal.crypto import MAGIC, IntegrityError, generate_key
+from portal.storage.crypto import MAGIC, IntegrityError, generate_key
 
 X = {"x": np.ones((2, 4), np.float32)}
 

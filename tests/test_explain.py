@@ -365,7 +365,7 @@ def test_drift_finds_the_features_a_variant_weighs_differently(portal: Portal) -
 
 def test_drift_of_an_image_variant_compares_pixels_for_the_parents_class(portal: Portal) -> None:
     add_model(portal, image_model(), "img", task="classification", class_labels=[str(d) for d in range(10)])
-    from portal.modelinfo import describe_model
+    from portal.ingest.modelinfo import describe_model
 
     data = image_model().SerializeToString()
     blob = portal.store.put_bytes(data)
@@ -373,7 +373,7 @@ def test_drift_of_an_image_variant_compares_pixels_for_the_parents_class(portal:
                                 info=describe_model(image_model(), size_bytes=len(data)),
                                 meta={"class_labels": [str(d) for d in range(10)]}, actor="tests", parent="img:1",
                                 method="test", model_fields={"task": "classification"})
-    portal._invalidate()
+    portal.invalidate()
     images = RNG.random(size=(2, 1, 8, 8)).astype(np.float32)
     report = explain_drift(portal, "img-copy", rows=images, settings=ExplainSettings(max_evals=40))
     assert report.parent_values.shape == (2, 64) and report.feature_names[9] == "pixel (1, 1)"

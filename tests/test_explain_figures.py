@@ -11,7 +11,7 @@ from explain_models import add_variant, frame, linear, names, register_linear
 from tiny import add_model, image_model
 
 from portal import Portal
-from portal import explain_figures as xf
+from portal.explain import figures as xf
 from portal.explain import (
     ExplainSettings,
     TabularExplanation,

@@ -25,7 +25,7 @@ from portal.explain import (
     explain_images,
     explain_rows,
 )
-from portal.explain_agreement import compare_attributions
+from portal.explain.agreement import compare_attributions
 
 COEF = np.array([3.0, -2.0, 1.0, -0.5], np.float32)  # well apart, so their order is unambiguous
 LIME = ExplainSettings(method="lime")

@@ -19,7 +19,7 @@ from tiny import add_model, softmax_classifier, two_input_model
 import tritonclient
 
 from portal import InvalidInputError
-from portal.export import export_repository, export_zip
+from portal.storage.export import export_repository, export_zip
 
 
 def _model_config_module():
@@ -83,7 +83,7 @@ def test_zipmap_output_is_refused_with_advice(portal, tmp_path):
     info["signature"] = {"inputs": version.signature["inputs"],
                          "outputs": [{"name": "scores", "kind": "sequence_map", "key_dtype": "int64", "value_dtype": "float32"}]}
     portal.registry.add_version("zm", blob_sha=version.blob_sha, size_bytes=version.size_bytes, source_format="onnx", info=info)
-    portal._invalidate()
+    portal.invalidate()
     with pytest.raises(InvalidInputError, match="zipmap=False"):
         export_repository(portal, "zm", tmp_path)
     assert list(tmp_path.iterdir()) == [] or all(p.name == "home" for p in tmp_path.iterdir())

@@ -35,8 +35,8 @@ from portal.config import Settings
 from portal.errors import InvalidInputError, InvalidModelError, PortalError
 from portal.ingest import onnx_check
 from portal.ingest.detect import check_zip, parse_onnx, sniff
-from portal.modelinfo import describe_model, numpy_dtype
-from portal.signature import Feeds, coerce, tensor_inputs
+from portal.ingest.modelinfo import describe_model, numpy_dtype
+from portal.serving.signature import Feeds, coerce, tensor_inputs
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE", "ci") != "ci"
 FORMATS = {"onnx", "zip-onnx", "torchscript", "pt2", "skops", "pickle", "torch-pickle", "zip", "compressed",

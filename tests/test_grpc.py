@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 
 from api_fixtures import Server, Tokens, add_model, iris_model, make_users, serve, slow_model, text_model
 from portal import Portal
-from portal import monitor as mon
+from portal.monitor import stats as mon
 
 tgrpc = pytest.importorskip("tritonclient.grpc")
 service_pb2 = pytest.importorskip("tritonclient.grpc.service_pb2")

@@ -15,9 +15,9 @@ from tiny import add_model
 from variant_models import add_mlp, tree_ensemble
 
 from portal import InvalidInputError, Portal
-from portal.advice import advise
-from portal.db import MeasurementRow
-from portal.measure import (
+from portal.compress.advice import advise
+from portal.storage.db import MeasurementRow
+from portal.compress.measure import (
     Interpreted,
     VersionMeasurement,
     agreement,
@@ -25,7 +25,7 @@ from portal.measure import (
     interpret,
     label_metrics,
 )
-from portal.variants import compare, load_comparison
+from portal.compress.variants import compare, load_comparison
 
 # -- agreement on constructed outputs -------------------------------------------------------------
 
@@ -139,7 +139,7 @@ def test_the_fastest_variant_within_tolerance_is_recommended() -> None:
 
 
 def _with_rounds(m: VersionMeasurement, speedup: float, faster: int, rounds: int = 40) -> VersionMeasurement:
-    from portal.measure import _paired
+    from portal.compress.measure import _paired
 
     parent = [1.0] * rounds
     variant = [1.0 / speedup if i < faster else 1.01 for i in range(rounds)]
@@ -159,7 +159,7 @@ def test_a_gain_within_the_noise_of_the_machine_is_not_recommended() -> None:
 
 
 def test_the_sign_test_p_values_of_paired_rounds() -> None:
-    from portal.measure import _paired
+    from portal.compress.measure import _paired
 
     paired = _paired([2.0] * 10, [1.0] * 9 + [3.0])
     assert paired["faster_rounds"] == 9 and paired["paired_speedup"] == 2.0

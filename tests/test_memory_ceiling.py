@@ -1,4 +1,4 @@
-"""The prediction memory ceiling (PORTAL_PREDICT_MEMORY_MB, portal.memlimit).
+"""The prediction memory ceiling (PORTAL_PREDICT_MEMORY_MB, portal.serving.memlimit).
 
 The "bomb" sizes a tensor from its input: ConstantOfShape([int(max(x))]) of
 ones, summed and added back to x.  It registers (the ingest test run feeds

@@ -1,6 +1,6 @@
-"""The prediction log and its statistics (portal.monitor, portal.monitor_drift, portal.monitor_figures).
+"""The prediction log and its statistics (portal.monitor.stats, portal.monitor.drift, portal.monitor.figures).
 
-Time is a fake clock (``portal.monitor.clock``): every row lands at a known
+Time is a fake clock (``portal.monitor.stats.clock``): every row lands at a known
 instant, so counts, percentiles and time buckets are exact.
 """
 
@@ -20,11 +20,11 @@ import pytest
 from sqlalchemy import func, select
 
 from portal import Portal
-from portal import monitor as mon
-from portal import monitor_figures
-from portal.db import PredictionRow
+from portal.monitor import stats as mon
+from portal.monitor import figures as monitor_figures
+from portal.storage.db import PredictionRow
 from portal.errors import BusyError, InvalidInputError
-from portal.monitor_drift import EPSILON, feature_drift, input_drift, level, psi
+from portal.monitor.drift import EPSILON, feature_drift, input_drift, level, psi
 
 from api_fixtures import make_users, serve
 from tiny import add_model, softmax_classifier
@@ -232,7 +232,7 @@ def test_prune_deletes_only_rows_past_the_retention(portal):
 
 
 def test_prune_needs_an_admin(portal):
-    from portal.auth import Auth
+    from portal.accounts.auth import Auth
     from portal.errors import PermissionDeniedError
 
     user = Auth(portal.registry).add_user("ann", "analyst", actor="test")

@@ -26,10 +26,10 @@ from typer.testing import CliRunner
 from ui_fixtures import accounts_home, assert_clean, make_user, signed_in_app, texts  # noqa: F401  (fixtures)
 
 from portal import Portal
-from portal import monitor as mon
-from portal.auth import Auth, User
+from portal.monitor import stats as mon
+from portal.accounts.auth import Auth, User
 from portal.cli import app
-from portal.db import Base, PredictionRow
+from portal.storage.db import Base, PredictionRow
 from portal.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 
 X = np.zeros((2, 4), np.float32)

@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from tiny import add_model, softmax_classifier
 
 from portal import Portal
-from portal.auth import Auth
+from portal.accounts.auth import Auth
 from portal.errors import (
     AuthenticationError,
     ConflictError,

@@ -172,5 +172,5 @@ def test_exif_orientation_is_applied(portal, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise when displayed
     image.save(tmp_path / "rot.jpg", exif=exif, quality=100)
-    loaded = __import__("portal.images", fromlist=["load_image"]).load_image(tmp_path / "rot.jpg", max_pixels=100)
+    loaded = __import__("portal.serving.images", fromlist=["load_image"]).load_image(tmp_path / "rot.jpg", max_pixels=100)
     assert loaded.size == (4, 2)

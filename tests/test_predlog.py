@@ -10,9 +10,9 @@ from sqlalchemy import select, text
 from tiny import add_model, softmax_classifier
 
 from portal import Portal
-from portal.db import PredictionRow
+from portal.storage.db import PredictionRow
 from portal.errors import InvalidInputError
-from portal.predlog import PredictionLog, sample_frame_dict
+from portal.monitor.log import PredictionLog, sample_frame_dict
 
 T0 = 1_790_000_000.0  # a fixed clock: 2026-09-21
 
@@ -49,7 +49,7 @@ def test_predictions_and_failures_are_logged_with_caller_and_sample(portal_home,
 
 
 def test_scoped_portal_logs_its_user_and_source(portal):
-    from portal.auth import User
+    from portal.accounts.auth import User
 
     add_model(portal, softmax_classifier(), "m")
     portal.as_user(User(id=7, name="ana", role="analyst"), source="ui").predict("m", np.zeros((1, 4), np.float32))

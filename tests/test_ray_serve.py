@@ -25,7 +25,7 @@ from api_fixtures import Server, add_model, make_users
 from onnx import TensorProto, helper, numpy_helper
 
 from portal import Portal
-from portal.serve_ray import LOADS_HEADER, MODELS_HEADER, REPLICA_HEADER, RaySettings
+from portal.api.ray_serve import LOADS_HEADER, MODELS_HEADER, REPLICA_HEADER, RaySettings
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from sqlalchemy import text
 from tiny import add_model, linear_regressor, softmax_classifier
 
 from portal import ConflictError, InvalidNameError, NotFoundError, Portal, PortalError
-from portal.db import SCHEMA_VERSION
-from portal.refs import ModelRef
+from portal.storage.db import SCHEMA_VERSION
+from portal.storage.refs import ModelRef
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -182,7 +182,7 @@ def test_concurrent_writers_from_threads_all_commit(portal):
 
 
 def test_older_store_is_migrated_in_place_without_losing_rows(portal_home, monkeypatch):
-    import portal.db as db
+    import portal.storage.db as db
 
     with monkeypatch.context() as patch:  # a store written by a portal of schema 1
         patch.setattr(db, "SCHEMA_VERSION", 1)

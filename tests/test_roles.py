@@ -21,7 +21,7 @@ from tiny import add_model, save, softmax_classifier
 from typer.testing import CliRunner
 
 from portal import Portal
-from portal.auth import Auth
+from portal.accounts.auth import Auth
 from portal.errors import PortalError
 
 USERS = {"viewer": "vic", "analyst": "ana", "owner": "bob", "admin": "root"}

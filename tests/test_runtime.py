@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tiny import softmax_classifier
 
-from portal.modelinfo import describe_model
-from portal.runtime import SessionCache
+from portal.ingest.modelinfo import describe_model
+from portal.serving.runtime import SessionCache
 
 
 def _blob(seed):

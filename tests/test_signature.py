@@ -8,8 +8,8 @@ import pytest
 from tiny import int_input_model, softmax_classifier, two_input_model
 
 from portal import InvalidInputError
-from portal.modelinfo import describe_model
-from portal.signature import cast, coerce
+from portal.ingest.modelinfo import describe_model
+from portal.serving.signature import cast, coerce
 
 CLS = describe_model(softmax_classifier())["signature"]
 TWO = describe_model(two_input_model())["signature"]

@@ -11,8 +11,8 @@ import pytest
 from tiny import files_under
 
 from portal import NotFoundError, PayloadTooLargeError
-from portal.blobfs import FsspecBlobFS, LocalBlobFS
-from portal.store import BlobStore, receive_stream
+from portal.storage.blobfs import FsspecBlobFS, LocalBlobFS
+from portal.storage.store import BlobStore, receive_stream
 
 
 @pytest.fixture(params=["local", "memory"])

@@ -21,10 +21,10 @@ from tiny import add_model, softmax_classifier
 from ui_fixtures import assert_clean, button, empty_home, new_app, select_model  # noqa: F401  (fixtures)
 
 from portal import Portal
-from portal.auth import Auth
-from portal.crypto import BlobCipher, generate_key
+from portal.accounts.auth import Auth
+from portal.storage.crypto import BlobCipher, generate_key
 from portal.errors import CorruptBlobError
-from portal.runtime import SessionCache
+from portal.serving.runtime import SessionCache
 
 X = {"x": np.ones((2, 4), np.float32)}
 CORRUPT = r"is corrupt \(sha256 mismatch\); an admin should run `portal fsck --verify` and restore it from a backup"

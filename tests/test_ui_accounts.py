@@ -18,7 +18,7 @@ from ui_fixtures import (  # noqa: F401  (fixtures)
 )
 
 from portal import Portal
-from portal.auth import Auth
+from portal.accounts.auth import Auth
 from portal.errors import NotFoundError
 from portal.ui import session
 
@@ -392,7 +392,7 @@ def test_models_page_offers_the_triton_and_kserve_export_of_the_version(team: di
     import io
     import zipfile
 
-    from portal.export import export_zip
+    from portal.storage.export import export_zip
 
     at = _open(signed_in_app(team["vic"], "app_pages/models.py"), "bobs")
     assert "Download Triton export" in [b.proto.label for b in at.get("download_button")]

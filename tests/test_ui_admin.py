@@ -19,7 +19,7 @@ from ui_fixtures import (  # noqa: F401  (fixtures)
 )
 
 from portal import Portal
-from portal.auth import Auth
+from portal.accounts.auth import Auth
 from portal.errors import AuthenticationError
 from portal.ui.audit import audit_csv, find_events
 

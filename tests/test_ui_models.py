@@ -22,7 +22,7 @@ from ui_fixtures import (  # noqa: F401  (fixtures)
 )
 
 from portal import NotFoundError, Portal
-from portal.modelinfo import describe_model
+from portal.ingest.modelinfo import describe_model
 
 
 @pytest.fixture

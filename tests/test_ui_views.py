@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from tiny import image_model, softmax_classifier, two_input_model
 
-from portal import figures, views
+from portal import figures
+from portal import views
 from portal.errors import InvalidInputError
-from portal.modelinfo import describe_model
-from portal.registry import ModelSummary, ModelVersion
+from portal.ingest.modelinfo import describe_model
+from portal.storage.registry import ModelSummary, ModelVersion
 
 NOW = dt.datetime(2026, 11, 23, 12, 0)
 

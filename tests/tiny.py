@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from portal.modelinfo import describe_model
+from portal.ingest.modelinfo import describe_model
 
 
 def _model(nodes, inputs, outputs, inits=(), opsets=(("", 17),)) -> onnx.ModelProto:
@@ -104,7 +104,7 @@ def add_model(portal: Any, model: onnx.ModelProto, name: str, *, task: str = "ot
         info=describe_model(model, size_bytes=len(data)), meta=meta, actor="tests",
         reference_sha=ref_sha, model_fields={"task": task},
     )
-    portal._invalidate()
+    portal.invalidate()
     return version
 
 

@@ -165,9 +165,9 @@ def accounts_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     """PORTAL_HOME at a new, empty store with sign-in on (PORTAL_AUTH=on) and cheap argon2 parameters."""
     from argon2 import PasswordHasher
 
-    import portal.auth
+    import portal.accounts.auth
 
-    monkeypatch.setattr(portal.auth, "default_hasher", lambda: PasswordHasher(**FAST_HASHER))
+    monkeypatch.setattr(portal.accounts.auth, "default_hasher", lambda: PasswordHasher(**FAST_HASHER))
     home = tmp_path / "home"
     home.mkdir()
     _use_home(home, monkeypatch, auth="on")
@@ -178,7 +178,7 @@ def accounts_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 def make_user(home: Path, name: str, role: str, *, password: str | None = "correct horse") -> Any:
     """Create user ``name`` (with ``password``) in the store at ``home``; return the ``User``."""
     from portal import Portal
-    from portal.auth import Auth
+    from portal.accounts.auth import Auth
 
     p = Portal.open(home)
     try:

@@ -23,11 +23,11 @@ from ..core import Portal
 from .context import ApiContext, context
 from .errors import install_error_handlers
 from .guard import Guard, access_logger
-from .models import router as models_router
-from .predict import router as predict_router
+from .routes.models import router as models_router
+from .routes.predict import router as predict_router
 from .settings import ApiSettings
-from .users import router as users_router
-from .v2 import router as v2_router
+from .routes.users import router as users_router
+from .routes.v2 import router as v2_router
 
 __all__ = ["app_from_env", "configure_logging", "create_app"]
 
@@ -147,7 +147,7 @@ def _serve_docs(app: FastAPI) -> None:
 
 
 def _version() -> str:
-    from .v2 import _server_version
+    from .routes.v2 import _server_version
 
     return _server_version()
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InferenceTimeoutError
-from ..signature import Feeds
+from ..serving.signature import Feeds
 from .limits import Deadline
 
 __all__ = ["Batcher", "batchable"]

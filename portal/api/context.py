@@ -21,14 +21,14 @@ import anyio.to_thread
 import pandas as pd
 from starlette.requests import Request
 
-from ..auth import Auth, User, require
+from ..accounts.auth import Auth, User, require
 from ..core import Portal
 from ..errors import AuthenticationError, InferenceTimeoutError, InvalidNameError, PayloadTooLargeError
-from ..predict import Prediction, run_feeds
-from ..refs import ModelRef, check_name, is_version_number
-from ..registry import ModelVersion
-from ..runtime import LoadedSession, SessionConfig
-from ..signature import Feeds, fixed_batch
+from ..serving.predict import Prediction, run_feeds
+from ..storage.refs import ModelRef, check_name, is_version_number
+from ..storage.registry import ModelVersion
+from ..serving.runtime import LoadedSession, SessionConfig
+from ..serving.signature import Feeds, fixed_batch
 from .batching import Batcher, batchable
 from .limits import Deadline, Watchdog
 from .metrics import ApiMetrics

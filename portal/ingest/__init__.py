@@ -37,7 +37,7 @@ class IngestReport:
 
     source_format: str  # "onnx" | "onnx-zip" | "torchscript" | "pt2" | "skops"
     model_path: Path  # the converted, self-contained ONNX file, inside workdir
-    info: dict[str, Any]  # portal.modelinfo.describe_model(...) of the final ONNX
+    info: dict[str, Any]  # portal.ingest.modelinfo.describe_model(...) of the final ONNX
     suggested: dict[str, Any] = field(default_factory=dict)  # feature_names, class_labels, task, description
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage

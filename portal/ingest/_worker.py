@@ -30,7 +30,7 @@ from portal.ingest import onnx_check
 from portal.ingest.confine import Confinement, ConfinementError, confine
 from portal.ingest.detect import SAFE_EXPORT_HINT, check_zip, extract_zip, parse_onnx, sniff
 from portal.ingest.onnx_check import Conversion, first_line
-from portal.modelinfo import describe_model
+from portal.ingest.modelinfo import describe_model
 
 MODEL_FILE = "model.onnx"
 _SPAWN_EVENTS = frozenset(

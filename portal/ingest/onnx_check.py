@@ -19,7 +19,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from portal.errors import InvalidModelError, UnsupportedFormatError
-from portal.modelinfo import dummy_feeds
+from portal.ingest.modelinfo import dummy_feeds
 
 __all__ = [
     "KNOWN_DOMAINS",

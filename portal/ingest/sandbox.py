@@ -154,7 +154,7 @@ def run_worker(
     """Run ``job`` in the sandboxed worker; return its result or raise the error it reported.
 
     ``worker`` is the module run as ``python -m WORKER JOB.json PROGRESS_FD`` (the ingest
-    worker by default; :mod:`portal.variants` runs its own); ``activity`` names the work
+    worker by default; :mod:`portal.compress.variants` runs its own); ``activity`` names the work
     in the timeout message. ``reads`` are the files outside ``scratch`` the child may read
     (the upload, the models it measures): the kernel confines it to those, the Python
     installation and ``scratch`` (see :mod:`portal.ingest.confine`).

@@ -1,6 +1,6 @@
 """Panels of the Admin page: users, API tokens, audit log.
 
-Every change goes through :class:`portal.auth.Auth` with the signed-in admin as
+Every change goes through :class:`portal.accounts.auth.Auth` with the signed-in admin as
 ``actor`` (re-checked there), so it is refused for anyone else and audited.
 """
 
@@ -11,7 +11,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from ..auth import ROLES, Auth, User
+from ..accounts.auth import ROLES, Auth, User
 from ..core import Portal
 from . import keys
 from .audit import audit_csv, audit_frame, find_events

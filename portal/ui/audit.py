@@ -1,6 +1,6 @@
 """The audit trail for the pages: filters, the table, the CSV export, and what a non-admin may see.
 
-Filters go to :meth:`portal.registry.Registry.audit_log`, which compares them
+Filters go to :meth:`portal.storage.registry.Registry.audit_log`, which compares them
 literally (``%``, ``_`` and quotes are plain characters, never SQL patterns).
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..dataio import frame_to_csv_bytes
-from ..registry import AuditEvent, ModelSummary, Registry
+from ..serving.dataio import frame_to_csv_bytes
+from ..storage.registry import AuditEvent, ModelSummary, Registry
 
 __all__ = ["MODEL_ACTIONS", "audit_frame", "audit_csv", "find_events", "model_of", "visible_events"]
 

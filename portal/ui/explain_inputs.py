@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from ..core import Portal
-from ..dataio import read_table
+from ..serving.dataio import read_table
 from ..explain import ExplainSettings
-from ..registry import ModelVersion
+from ..storage.registry import ModelVersion
 from .widgets import shown_errors
 
 __all__ = ["PREFIX", "data_sources", "settings_panel"]

@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from .. import explain_lime_figures as lf
+from ..explain import lime_figures as lf
 from ..core import Portal
-from ..dataio import frame_to_csv_bytes
+from ..serving.dataio import frame_to_csv_bytes
 from ..explain import (
     ExplainSettings,
     LimeImageJob,
@@ -26,8 +26,8 @@ from ..explain import (
     agreement_jobs,
     explain_agreement,
 )
-from ..explain_agreement import AgreementReport
-from ..registry import ModelVersion
+from ..explain.agreement import AgreementReport
+from ..storage.registry import ModelVersion
 from .explain_inputs import PREFIX
 from .explain_panels import _explained, _progress_of, picked_images, whatif_inputs
 from .render import chart

@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import explain_figures as xf
+from ..explain import figures as xf
 from .. import views
 from ..core import Portal
-from ..dataio import frame_to_csv_bytes
+from ..serving.dataio import frame_to_csv_bytes
 from ..errors import PortalError
 from ..explain import (ExplainSettings, ImageJob, LimeImageJob, LimeJob, TabularExplanation, TabularJob,
                        explain_drift, is_warm)
-from ..explain_drift import drift_jobs
-from ..registry import ModelVersion
+from ..explain.drift import drift_jobs
+from ..storage.registry import ModelVersion
 from .explain_inputs import PREFIX, data_sources, settings_panel
 from .render import chart
 from .widgets import feature_input, shown_errors

@@ -6,10 +6,11 @@ import functools
 
 import streamlit as st
 
-from .. import figures, views
+from .. import figures
+from .. import views
 from ..core import Portal
-from ..refs import ModelRef
-from ..registry import TASKS, ModelSummary, ModelVersion
+from ..storage.refs import ModelRef
+from ..storage.registry import TASKS, ModelSummary, ModelVersion
 from .render import chart
 from .roles import why_not
 from .widgets import COLUMNS, flash, pick, shown_errors

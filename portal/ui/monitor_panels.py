@@ -7,11 +7,11 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from .. import monitor, monitor_figures
+from ..monitor import stats as monitor, figures as monitor_figures
 from ..core import Portal
-from ..monitor import TimeRange, TrafficSummary
-from ..monitor_drift import DriftReport, input_drift
-from ..registry import ModelVersion
+from ..monitor.stats import TimeRange, TrafficSummary
+from ..monitor.drift import DriftReport, input_drift
+from ..storage.registry import ModelVersion
 from .render import chart
 
 __all__ = [

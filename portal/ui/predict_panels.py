@@ -10,13 +10,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from .. import figures, views
+from .. import figures
+from .. import views
 from ..core import Portal
-from ..batch import BatchJob
-from ..dataio import frame_to_csv_bytes, peek_table, read_input
+from ..serving.batch import BatchJob
+from ..serving.dataio import frame_to_csv_bytes, peek_table, read_input
 from ..errors import PortalError
-from ..images import IMAGE_SUFFIXES
-from ..registry import ModelVersion
+from ..serving.images import IMAGE_SUFFIXES
+from ..storage.registry import ModelVersion
 from . import keys
 from .render import chart, prediction_summary
 from .widgets import feature_input, latency_text, result_columns, shown_errors

@@ -7,9 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from .. import figures, views
-from ..predict import Prediction
-from ..registry import ModelVersion
+from .. import figures
+from .. import views
+from ..serving.predict import Prediction
+from ..storage.registry import ModelVersion
 from .widgets import latency_text, result_columns
 
 __all__ = [

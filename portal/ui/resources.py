@@ -32,7 +32,7 @@ def _start_warm_up() -> None:
     if os.environ.get("PORTAL_WARM_UP", "1") == "0":
         return
     from ..explain import warm_up_shap
-    from ..images import warm_up
+    from ..serving.images import warm_up
 
     threading.Thread(target=warm_up, name="portal-torchvision-warm-up", daemon=True).start()
     warm_up_shap()

@@ -8,7 +8,7 @@ a disabled button.  The library still refuses if a page is bypassed.
 from __future__ import annotations
 
 from ..core import Portal
-from ..registry import ModelSummary, ModelVersion
+from ..storage.registry import ModelSummary, ModelVersion
 
 __all__ = ["why_not"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from ..auth import Auth, User
+from ..accounts.auth import Auth, User
 from ..core import Portal
 from ..errors import NotFoundError, PortalError
 from . import keys

@@ -17,8 +17,8 @@ import streamlit as st
 from .. import views
 from ..core import Portal, StagedModel
 from ..errors import InputShapeRequiredError, PortalError
-from ..metadata import infer_task
-from ..registry import TASKS
+from ..ingest.metadata import infer_task
+from ..storage.registry import TASKS
 from . import keys
 
 __all__ = [

@@ -11,7 +11,7 @@ import streamlit as st
 
 from ..core import Portal
 from ..errors import PortalError
-from ..registry import ModelSummary, ModelVersion
+from ..storage.registry import ModelSummary, ModelVersion
 from ..views import FeatureField
 from . import keys
 

@@ -51,7 +51,7 @@ def empty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def accounts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Sign-in on (PORTAL_AUTH=on), users root (admin) and ana (analyst) with the password "correct horse"."""
     from portal import Portal
-    from portal.auth import Auth
+    from portal.accounts.auth import Auth
 
     tmp = tmp_path_factory.mktemp("browser-accounts")
     home = tmp / "home"

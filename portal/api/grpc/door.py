@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from ...auth import User
+from ...accounts.auth import User
 from ...errors import AuthenticationError, CorruptBlobError, MemoryLimitError, PortalError
 from ..context import ApiContext
 from ..guard import access_logger

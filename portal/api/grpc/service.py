@@ -3,7 +3,7 @@
 ServerLive, ServerReady and ServerMetadata need no token (like ``/v2/health/*``
 and ``/v2``); ModelReady, ModelMetadata and ModelInfer need a viewer's, and
 answer exactly as their REST routes do, through the same functions
-(``portal.api.v2`` and ``ApiContext.infer``): names, versions and aliases
+(``portal.api.routes.v2`` and ``ApiContext.infer``): names, versions and aliases
 resolve the same way, a private model of someone else is NOT_FOUND, predictions
 go to the same log (source ``grpc``) and metrics (``protocol="grpc"``).
 Triton's other methods (repository, statistics, shared memory...) answer
@@ -30,12 +30,12 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ...errors import AuthenticationError, InvalidInputError, NotFoundError, PortalError
-from ...registry import ModelVersion
-from ...signature import tensor_inputs
+from ...storage.registry import ModelVersion
+from ...serving.signature import tensor_inputs
 from ..context import ApiContext, Call
 from ..limits import Deadline
 from ..tensors import InferRequest
-from ..v2 import model_metadata_doc, model_ready_doc, server_metadata, server_ready
+from ..routes.v2 import model_metadata_doc, model_ready_doc, server_metadata, server_ready
 from .codec import decode_model_infer, encode_model_infer
 from .door import Exchange, ReadTimer, Slots, authenticate, finish, log_internal, status_of
 

@@ -1,0 +1,267 @@
+"""Advice, not just numbers: which variant to serve, and why the others are slow or inaccurate.
+
+The rules, in order:
+
+1. A variant is *within tolerance* when its agreement with the parent (top-1 for
+   classifiers, 1 − MAE/σ otherwise) loses at most ``tolerance`` (default 1%).
+2. With the ``latency`` objective a variant qualifies only if it is not slower
+   than the parent at any measured batch size (or at ``batch`` when given) and at
+   least ``MIN_GAIN`` faster overall: a variant slower than its parent is never
+   recommended, whatever else it saves.
+3. With the ``size`` objective it qualifies if its file is at most
+   ``1 − MIN_GAIN`` of the parent's.
+4. The best qualifying variant is the fastest (geometric mean over batch sizes)
+   or the smallest; ties go to the more faithful one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidInputError
+from .measure import VersionMeasurement
+
+__all__ = ["MIN_GAIN", "OBJECTIVES", "SIGNIFICANCE", "Advice", "Verdict", "advise", "check_settings"]
+
+OBJECTIVES = ("latency", "size")
+MIN_GAIN = 0.05  # below 5% a "gain" is within the noise of a shared CPU
+SIGNIFICANCE = 0.05  # sign test over the interleaved rounds
+_SAME = 0.03  # a speed ratio within ±3% reads as "about as fast"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the advice says about one variant."""
+
+    ref: str
+    method: str
+    status: str  # "recommended" | "qualifies" | "slower" | "less accurate" | "no gain"
+    within_tolerance: bool
+    speedup: dict[str, float]  # batch → parent p50 / variant p50 (> 1: faster)
+    size_ratio: float  # variant / parent file size
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Advice:
+    """The recommendation for one comparison, with a verdict per variant."""
+
+    objective: str
+    tolerance: float
+    batch: int | None
+    best: str | None
+    summary: str
+    verdicts: list[Verdict]
+
+    def verdict(self, ref: str) -> Verdict | None:
+        return next((v for v in self.verdicts if v.ref == ref), None)
+
+
+def check_settings(tolerance: float, objective: str) -> None:
+    """Refuse an unknown objective or a tolerance outside [0, 1)."""
+    if objective not in OBJECTIVES:
+        raise InvalidInputError(f"invalid objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+    if not 0.0 <= tolerance < 1.0:
+        raise InvalidInputError(f"tolerance is an agreement loss between 0 and 1, e.g. 0.01 for 1% (not {tolerance!r})")
+
+
+def _speedups(parent: VersionMeasurement, variant: VersionMeasurement, batch: int | None) -> dict[str, float]:
+    """Parent time / variant time per batch: the median of the paired rounds, else the ratio of p50s."""
+    batches = [str(batch)] if batch is not None else list(parent.latency)
+    out = {}
+    for b in batches:
+        p, v = parent.latency.get(b), variant.latency.get(b)
+        if p and v and v["p50_ms"] > 0:
+            out[b] = float(v.get("paired_speedup") or p["p50_ms"] / v["p50_ms"])
+    return out
+
+
+def _evidence(variant: VersionMeasurement, batch: str, speedup: float) -> str:
+    """"faster", "slower" or "same" at ``batch``.
+
+    A difference counts when the sign test over the interleaved rounds says it is
+    not luck (when those figures exist) and, for a slowdown, when it exceeds 3%.
+    """
+    stats = variant.latency.get(batch, {})
+    faster = stats.get("p_faster", 0.0) < SIGNIFICANCE and speedup > 1.0
+    slower = stats.get("p_slower", 0.0) < SIGNIFICANCE and speedup < 1.0 - _SAME
+    if "p_faster" not in stats:
+        faster = speedup >= 1.0 + _SAME
+    return "faster" if faster else "slower" if slower else "same"
+
+
+def _geomean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else 1.0
+
+
+def advise(
+    measurements: Sequence[VersionMeasurement],
+    *,
+    tolerance: float = 0.01,
+    objective: str = "latency",
+    batch: int | None = None,
+    environment: Mapping[str, Any] | None = None,
+) -> Advice:
+    """Pick the best variant of ``measurements[0]`` (the parent) within ``tolerance``."""
+    check_settings(tolerance, objective)
+    parent, variants = measurements[0], list(measurements[1:])
+    env = dict(environment or {})
+    verdicts = [_verdict(parent, v, tolerance, objective, batch, env) for v in variants]
+    candidates = [v for v in verdicts if v.status == "qualifies"]
+    agreement = {m.ref: float(m.agreement.get("value", 0.0)) for m in variants}
+    if objective == "latency":
+        candidates.sort(key=lambda v: (-_geomean(list(v.speedup.values())), -agreement[v.ref]))
+    else:
+        candidates.sort(key=lambda v: (v.size_ratio, -agreement[v.ref]))
+    best = candidates[0].ref if candidates else None
+    verdicts = [_promote(v) if v.ref == best else v for v in verdicts]
+    return Advice(objective, tolerance, batch, best, _summary(parent, verdicts, best, tolerance, objective), verdicts)
+
+
+def _promote(verdict: Verdict) -> Verdict:
+    return Verdict(verdict.ref, verdict.method, "recommended", verdict.within_tolerance, verdict.speedup,
+                   verdict.size_ratio, verdict.reasons)
+
+
+def _verdict(parent: VersionMeasurement, m: VersionMeasurement, tolerance: float, objective: str,
+             batch: int | None, env: Mapping[str, Any]) -> Verdict:
+    method = m.method or "variant"
+    value = float(m.agreement.get("value", 0.0))
+    within = value >= 1.0 - tolerance - 1e-12
+    speedup = _speedups(parent, m, batch)
+    size_ratio = m.size_bytes / max(1, parent.size_bytes)
+    evidence = {b: _evidence(m, b, s) for b, s in speedup.items()}
+    reasons = [_gains(speedup, evidence, size_ratio, m)]
+    clearly_slower = "slower" in evidence.values()
+    gain = _geomean(list(speedup.values()))
+    proven = "faster" in evidence.values() and gain >= 1.0 + MIN_GAIN
+    if not within:
+        reasons.append(_accuracy_reason(m, value, tolerance))
+    if clearly_slower:
+        reasons.append(_slow_reason(m, env))
+    elif gain >= 1.0 + MIN_GAIN and not proven:
+        reasons.append("No clear gain: the rounds where it was faster are too few to tell from this machine's "
+                       "noise (sign test over the interleaved rounds); measure again on a quieter machine.")
+    elif gain < 1.0 + MIN_GAIN:
+        reasons.append(_no_speed_reason(m))
+    size_note = _size_reason(m, parent, size_ratio)
+    if size_note:
+        reasons.append(size_note)
+    if not within:
+        status = "less accurate"
+    elif objective == "latency" and clearly_slower:
+        status = "slower"
+    elif objective == "latency" and (not speedup or min(speedup.values()) < 1.0 or not proven):
+        status = "no gain"  # never recommend a variant slower than its parent at any batch size
+    elif objective == "size" and size_ratio > 1.0 - MIN_GAIN:
+        status = "no gain"
+    else:
+        status = "qualifies"
+    return Verdict(m.ref, method, status, within, speedup, size_ratio, reasons)
+
+
+def _ratio_text(ratio: float) -> str:
+    if abs(ratio - 1.0) <= _SAME:
+        return "about as fast"
+    return f"{ratio:.2f}× faster" if ratio > 1 else f"{1 / ratio:.2f}× slower"
+
+
+def _speed_text(b: str, s: float, evidence: str, m: VersionMeasurement) -> str:
+    text = f"{_ratio_text(s)} at batch {b}"
+    stats = m.latency.get(b, {})
+    if evidence == "same" and abs(s - 1.0) > _SAME and "faster_rounds" in stats:
+        text += f" (within the noise: faster in {stats['faster_rounds']} of {stats['rounds']} rounds)"
+    return text
+
+
+def _gains(speedup: Mapping[str, float], evidence: Mapping[str, str], size_ratio: float, m: VersionMeasurement) -> str:
+    speed = ", ".join(_speed_text(b, s, evidence[b], m) for b, s in speedup.items()) or "speed not measured"
+    agree = m.agreement
+    if agree.get("kind") == "top-1":
+        faith = f"same class on {agree['value']:.1%} of {agree.get('rows', 0)} rows"
+    else:
+        faith = f"mean absolute difference {agree.get('mean_abs_error') or 0:.3g}"
+    return f"{speed}; file {size_ratio:.2f}× the parent's size; {faith}."
+
+
+def _accuracy_reason(m: VersionMeasurement, value: float, tolerance: float) -> str:
+    agree, params = m.agreement, m.params
+    if agree.get("kind") == "top-1":
+        what = (f"it agrees with the parent on {value:.1%} of rows ({agree.get('flipped_count', 0)} of "
+                f"{agree.get('rows', 0)} change class), below the {1 - tolerance:.1%} you allow")
+    else:
+        what = (f"its outputs differ from the parent's by {agree.get('mean_abs_error') or 0:.3g} on average "
+                f"({1 - value:.1%} of the parent's spread), more than the {tolerance:.1%} you allow")
+    hints = {
+        "int8-dynamic": "try per-channel quantization, or int8-static with calibration data",
+        "int8-static": "try per-channel quantization, Entropy or Percentile calibration, or more calibration rows",
+        "fp16": "keep the sensitive operators in float32 with the block list",
+        "prune": f"lower the sparsity (now {float(params.get('sparsity', 0)):.0%})",
+        "optimized": "this should not happen with graph optimizations; please report it",
+    }
+    if m.method == "int8-dynamic" and params.get("per_channel"):
+        hints["int8-dynamic"] = "try int8-static with calibration data"
+    if m.method == "int8-static" and params.get("per_channel"):
+        hints["int8-static"] = "try Entropy or Percentile calibration, or more calibration rows"
+    return f"Less accurate: {what}; {hints.get(m.method or '', 'keep the parent')}."
+
+
+def _slow_reason(m: VersionMeasurement, env: Mapping[str, Any]) -> str:
+    ops = m.operators
+    no_vnni = env.get("vnni") is False
+    if m.method == "int8-dynamic" and "ConvInteger" in ops:
+        return ("Slower: dynamic int8 turns convolutions into ConvInteger, which this CPU runs slowly; "
+                "try int8-static (QDQ), which keeps the fast convolution kernels.")
+    if m.method == "int8-dynamic":
+        return ("Slower: dynamic int8 re-quantizes the activations on every call; for small layers or small "
+                "batches that costs more than the int8 arithmetic saves.")
+    if m.method == "int8-static" and no_vnni:
+        return ("Slower: this CPU has no VNNI instructions (AVX-512 VNNI / AVX-VNNI), so int8 arithmetic is "
+                "hardly faster than float32 and the QuantizeLinear/DequantizeLinear steps cost extra.")
+    if m.method == "int8-static":
+        return ("Slower: static int8 wraps each layer in QuantizeLinear/DequantizeLinear; for small layers "
+                "those conversions cost more than the int8 arithmetic saves.")
+    if m.method == "fp16":
+        return ("Slower: onnxruntime's CPU provider has few float16 kernels, so the variant converts back and "
+                "forth between float16 and float32; fp16 saves file size, not time, on a CPU.")
+    if m.method == "prune":
+        return "Slower: onnxruntime's CPU kernels do not skip zero weights, so pruning cannot speed it up."
+    return "Slower: onnxruntime already applies these optimizations when it loads the parent."
+
+
+def _no_speed_reason(m: VersionMeasurement) -> str:
+    if m.method == "prune":
+        return "No faster: onnxruntime's CPU kernels do not skip zero weights, so pruning cannot speed it up."
+    if m.method == "optimized":
+        return "No faster: onnxruntime already applies these optimizations when it loads the parent."
+    if m.method == "fp16":
+        return "No faster: the CPU provider computes float16 models mostly through float32; fp16 saves size, not time."
+    return f"No faster: the gain is under {MIN_GAIN:.0%}, within the noise of the measurement."
+
+
+def _size_reason(m: VersionMeasurement, parent: VersionMeasurement, size_ratio: float) -> str | None:
+    if m.method == "prune":
+        gz = m.gzip_bytes / max(1, parent.gzip_bytes)
+        return (f"Size: the raw file stays {size_ratio:.2f}× the parent's because ONNX stores every zero; "
+                f"gzip-compressed it is {gz:.2f}× the parent's compressed size, so it only saves space when "
+                "shipped or archived compressed.")
+    if size_ratio > 1.0 + _SAME:
+        return f"Size: the file is {size_ratio:.2f}× the parent's, larger, not smaller."
+    return None
+
+
+def _summary(parent: VersionMeasurement, verdicts: list[Verdict], best: str | None, tolerance: float,
+             objective: str) -> str:
+    if not verdicts:
+        return f"No variants to compare with {parent.ref}."
+    if best is None:
+        goal = "faster than" if objective == "latency" else "meaningfully smaller than"
+        return (f"No variant is both {goal} {parent.ref} and within {tolerance:.1%} agreement loss on this machine: "
+                f"keep serving {parent.ref}.")
+    chosen = next(v for v in verdicts if v.ref == best)
+    speed = ", ".join(f"{_ratio_text(s)} at batch {b}" for b, s in chosen.speedup.items())
+    return (f"Serve {best} ({chosen.method}): {speed}, file {chosen.size_ratio:.2f}× the size of {parent.ref}, "
+            f"within {tolerance:.1%} agreement loss.")

@@ -1,0 +1,196 @@
+"""Evaluation and calibration sets for variants: feeds checked against a version's signature.
+
+Accepted forms of ``data``: None (the version's reference data), a DataFrame, a
+CSV / Parquet / JSON / npz / npy file, an image file or a folder of images, a
+list of image paths or of ``(filename, bytes)`` uploads, a dict of arrays by
+input name, or one array. Tables may hold a label column (kept apart, never fed
+to the model) and, for an image model, one column per pixel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..serving.dataio import read_input
+from ..errors import InvalidInputError, PortalError
+from ..serving.images import IMAGE_SUFFIXES
+from ..storage.registry import ModelVersion
+
+if TYPE_CHECKING:
+    from ..core import Portal
+
+__all__ = ["DataSet", "load_data"]
+
+_LABEL_GUESSES = ("target", "label")
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """Feeds for a version, the labels if any, and where they came from."""
+
+    arrays: dict[str, np.ndarray]
+    rows: int
+    labels: np.ndarray | None
+    label_column: str | None
+    source: str
+    sha: str  # of the feeds and labels: two runs on the same rows share it
+
+    def describe(self) -> dict[str, Any]:
+        return {"sha": self.sha, "rows": self.rows, "source": self.source, "label_column": self.label_column}
+
+
+def load_data(
+    portal: Portal,
+    version: ModelVersion,
+    data: Any,
+    *,
+    purpose: str,
+    label_column: str | None = None,
+    max_rows: int | None = None,
+    spread: bool = False,
+) -> DataSet:
+    """Read ``data`` into feeds for ``version`` (see the module docstring for the forms).
+
+    Args:
+        purpose: "evaluation" or "calibration", used in messages.
+        max_rows: keep at most this many rows: the first ones, or evenly spread with ``spread``.
+
+    Raises:
+        InvalidInputError: no data, empty data, wrong columns, shape or types (the message says which).
+    """
+    source, raw = _read(portal, version, data, purpose)
+    if label_column is None and data is None and isinstance(raw, pd.DataFrame):
+        label_column = _guess_label(raw, version)
+    try:
+        arrays, labels = _feeds(portal, version, raw, label_column)
+    except PortalError as exc:
+        raise type(exc)(f"{purpose} data ({source}): {exc.message}") from None
+    rows = len(next(iter(arrays.values())))
+    if rows == 0:
+        raise InvalidInputError(f"the {purpose} set ({source}) is empty; give at least one row")
+    if max_rows is not None and rows > max_rows:
+        keep = np.linspace(0, rows - 1, max_rows).round().astype(int) if spread else np.arange(max_rows)
+        arrays = {k: v[keep] for k, v in arrays.items()}
+        labels = labels[keep] if labels is not None else None
+        source = f"{source}, {max_rows} of {rows} rows"
+        rows = max_rows
+    return DataSet(arrays, rows, labels, label_column if labels is not None else None, source, _digest(arrays, labels))
+
+
+def _read(portal: Portal, version: ModelVersion, data: Any, purpose: str) -> tuple[str, Any]:
+    if data is None:
+        frame = portal.reference_frame(version.ref)
+        if frame is None:
+            raise InvalidInputError(
+                f"no {purpose} data: {version.ref} has no reference data; upload a CSV, Parquet or npz file "
+                "(or images), or register the version with reference data"
+            )
+        return f"reference data of {version.ref}", frame
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise InvalidInputError(
+                    f"the {purpose} folder {path.name!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            return f"{len(images)} images in {path.name}", portal.images_to_array(version, images)
+        if not path.is_file():
+            raise InvalidInputError(f"no such {purpose} file: {path}")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return path.name, portal.images_to_array(version, [path])
+        return path.name, read_input(path)
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], (tuple, str, Path, bytes)):
+        return _read_many(portal, version, data, purpose)
+    return f"{type(data).__name__} given in memory", data
+
+
+def _read_many(portal: Portal, version: ModelVersion, items: Sequence[Any], purpose: str) -> tuple[str, Any]:
+    named = [(item[0], item[1]) if isinstance(item, tuple) else (Path(item).name, item) for item in items]
+    images = [n for n, _ in named if Path(str(n)).suffix.lower() in IMAGE_SUFFIXES]
+    if len(images) == len(named):
+        array = portal.images_to_array(version, [c for _, c in named], [str(n) for n, _ in named])
+        return f"{len(named)} images", array
+    if len(named) == 1:
+        name, content = named[0]
+        return str(name), read_input(content, name=str(name)) if isinstance(content, bytes) else read_input(content)
+    raise InvalidInputError(
+        f"{purpose} data: give one table or array file (CSV, Parquet, npz), or images only "
+        f"(not a mix of {len(named)} files)"
+    )
+
+
+def _guess_label(frame: pd.DataFrame, version: ModelVersion) -> str | None:
+    features = set(version.feature_names or ()) | {s["name"] for s in version.signature["inputs"]}
+    return next((c for c in _LABEL_GUESSES if c in frame.columns and c not in features), None)
+
+
+def _feeds(
+    portal: Portal, version: ModelVersion, raw: Any, label_column: str | None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    labels = None
+    if label_column is not None:
+        if isinstance(raw, pd.DataFrame) and label_column in raw.columns:
+            labels = raw[label_column].to_numpy()
+            raw = raw.drop(columns=[label_column])
+        elif isinstance(raw, dict) and label_column in raw:
+            raw = dict(raw)
+            labels = np.asarray(raw.pop(label_column))
+        else:
+            raise InvalidInputError(f"no label column {label_column!r} in the data")
+    if isinstance(raw, pd.DataFrame):
+        if raw.empty:
+            raise InvalidInputError("the table has no rows")
+        image = _pixel_columns(version, raw)
+        if image is not None:
+            return image, labels
+    feeds = portal.coerce(version, raw, extra_columns="ignore")
+    return dict(feeds.arrays), labels
+
+
+def _pixel_columns(version: ModelVersion, frame: pd.DataFrame) -> dict[str, np.ndarray] | None:
+    """A table with one column per value of a single fixed-shape tensor input (e.g. 64 pixels of 1×8×8)."""
+    inputs = version.signature["inputs"]
+    if len(inputs) != 1 or not inputs[0].get("shape") or len(inputs[0]["shape"]) <= 2:
+        return None
+    spec = inputs[0]
+    tail = spec["shape"][1:]
+    if not all(isinstance(d, int) for d in tail):
+        return None
+    width = int(np.prod(tail))
+    names = version.feature_names if version.feature_names and len(version.feature_names) == width else None
+    if names is None:
+        if len(frame.columns) != width:
+            raise InvalidInputError(
+                f"input {spec['name']!r} takes {width} values per row ({'×'.join(map(str, tail))}); the table has "
+                f"{len(frame.columns)} columns"
+            )
+        names = list(frame.columns)
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        listed = ", ".join(map(repr, missing[:8]))
+        raise InvalidInputError(f"missing column(s) {listed}; the model needs {len(names)} pixel columns")
+    try:
+        values = frame[list(names)].to_numpy(dtype=np.dtype(spec["dtype"]))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"the pixel columns must be numbers: {exc}") from None
+    if not np.isfinite(values).all():
+        raise InvalidInputError("the pixel columns hold missing or infinite values; fill or drop those rows")
+    return {spec["name"]: values.reshape(len(frame), *tail)}
+
+
+def _digest(arrays: dict[str, np.ndarray], labels: np.ndarray | None) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = arrays[name]
+        digest.update(f"{name}|{value.dtype}|{value.shape}".encode())
+        digest.update(value.astype(str).tobytes() if value.dtype == object else np.ascontiguousarray(value).tobytes())
+    if labels is not None:
+        digest.update(np.asarray(labels).astype(str).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,422 @@
+"""Turn user data into onnxruntime feeds that match a version's signature.
+
+Accepted: a dict of arrays (by input name), one record as a dict of feature
+values, a pandas DataFrame, a list of records, or a bare array for a
+single-input model.  Casts are safe: a float is never silently truncated to an
+int, a string is never silently turned into NaN, and every refusal says what
+was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidInputError
+from ..ingest.modelinfo import numpy_dtype
+
+__all__ = ["FastPlan", "Feeds", "coerce", "fixed_batch", "describe_columns", "tensor_inputs"]
+
+_MAX_LISTED = 8
+
+
+@dataclass(frozen=True)
+class Feeds:
+    """Arrays keyed by input name, and the number of rows (batch size)."""
+
+    arrays: dict[str, np.ndarray]
+    rows: int
+    unused_columns: tuple[str, ...] = ()
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in list(names)[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def tensor_inputs(signature: dict[str, Any]) -> list[dict[str, Any]]:
+    """The input specs, refusing models whose inputs are not tensors."""
+    specs = signature["inputs"]
+    for spec in specs:
+        if spec.get("kind") != "tensor":
+            raise InvalidInputError(f"input {spec['name']!r} is a {spec.get('kind')}, not a tensor; it cannot be fed")
+    return specs
+
+
+def fixed_batch(signature: dict[str, Any]) -> int | None:
+    """The fixed batch size of the first input (a model exported with batch 1), or None if dynamic."""
+    inputs = signature["inputs"]
+    shape = inputs[0].get("shape") if inputs else None
+    return int(shape[0]) if shape and isinstance(shape[0], int) and shape[0] >= 1 else None
+
+
+def describe_columns(signature: dict[str, Any], feature_names: Sequence[str] | None) -> list[str]:
+    """The column names a DataFrame must have for this signature."""
+    specs = tensor_inputs(signature)
+    if len(specs) == 1 and feature_names and _rank(specs[0]) == 2:
+        return list(feature_names)
+    return [s["name"] for s in specs]
+
+
+def _rank(spec: dict[str, Any]) -> int | None:
+    shape = spec.get("shape")
+    return None if shape is None else len(shape)
+
+
+def _width(spec: dict[str, Any]) -> int | None:
+    shape = spec.get("shape")
+    if shape and len(shape) == 2 and isinstance(shape[1], int):
+        return shape[1]
+    return None
+
+
+# -- casting -----------------------------------------------------------------
+def _as_array(values: Any, where: str) -> np.ndarray:
+    """``np.asarray``, refusing ragged nested lists with a message instead of numpy's ValueError."""
+    try:
+        return np.asarray(values)
+    except (ValueError, TypeError):
+        raise InvalidInputError(
+            f"{where}: nested lists must all have the same length (one row per sample, equal widths)"
+        ) from None
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))[0]) if mask.ndim else 0
+
+
+def _to_numeric(values: np.ndarray, where: str) -> np.ndarray:
+    flat = values.reshape(-1)
+    try:
+        converted = pd.to_numeric(pd.Series(flat, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):  # cells holding lists, arrays or other containers
+        raise InvalidInputError(f"{where} expects numbers, got nested values (lists or arrays in a cell)") from None
+    bad = np.isnan(converted) & ~pd.isna(pd.Series(flat, dtype=object)).to_numpy()
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        rows = len(values) if values.ndim else 1
+        value = flat[index].item() if isinstance(flat[index], np.generic) else flat[index]
+        raise InvalidInputError(
+            f"{where} expects numbers, got {value!r} (row {index // max(1, flat.size // max(1, rows))}); "
+            "fix or remove the non-numeric values"
+        )
+    return converted.reshape(values.shape)
+
+
+def _check_finite(values: np.ndarray, where: str) -> None:
+    finite = np.isfinite(values)
+    if not finite.all():
+        row = _first_bad(~finite)
+        bad_rows = int((~finite).reshape(len(values), -1).any(axis=1).sum()) if values.ndim else 1
+        kind = "NaN (a missing value)" if np.isnan(values).any() else "an infinite value"
+        raise InvalidInputError(
+            f"{where} has {kind} in {bad_rows} row(s), first at row {row}; fill or drop those rows"
+        )
+
+
+def cast(values: Any, dtype_name: str, where: str, *, allow_nan: bool = False) -> np.ndarray:
+    """Cast ``values`` to the tensor dtype ``dtype_name`` without losing information."""
+    arr = values if isinstance(values, np.ndarray) else _as_array(values, where)
+    if dtype_name == "string":
+        if arr.dtype.kind in "OUS":
+            if arr.dtype.kind == "O" and pd.isna(pd.Series(arr.reshape(-1))).any():
+                raise InvalidInputError(f"{where} has a missing value; give every row a text value")
+            return arr.astype(str).astype(object) if arr.dtype.kind != "O" else arr
+        return arr.astype(str).astype(object)
+    want = numpy_dtype(dtype_name)
+    if arr.dtype == want:
+        if want.kind == "f" and not allow_nan:
+            _check_finite(arr, where)
+        return arr
+    if arr.dtype.kind in "OUS":
+        arr = _to_numeric(arr, where)
+    if arr.dtype.kind in "mM":
+        raise InvalidInputError(f"{where} expects {dtype_name} numbers, got dates or durations; convert them first")
+    if arr.dtype.kind == "c":
+        raise InvalidInputError(f"{where} expects {dtype_name} numbers, got complex numbers")
+    if want.kind == "f":
+        out = arr.astype(want)
+        if not allow_nan:
+            _check_finite(out, where)
+        return out
+    if want.kind in "iu":
+        if arr.dtype.kind == "f":
+            _check_finite(arr, where)
+            if not np.array_equal(arr, np.round(arr)):
+                raise InvalidInputError(
+                    f"{where} expects integers ({dtype_name}), got fractional values; "
+                    "round them yourself if that is what you mean"
+                )
+        info = np.iinfo(want)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise InvalidInputError(f"{where} has values outside the {dtype_name} range [{info.min}, {info.max}]")
+        return arr.astype(want)
+    if want.kind == "b":
+        if arr.dtype.kind in "iuf" and not np.isin(arr, (0, 1)).all():
+            raise InvalidInputError(f"{where} expects booleans (0/1, true/false)")
+        return arr.astype(bool)
+    return arr.astype(want)
+
+
+def _check_shape(arr: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    shape = spec.get("shape")
+    name = spec["name"]
+    if shape is None:
+        return arr
+    if arr.ndim == len(shape) - 1 and len(shape) >= 1 and len(shape) == 2 and shape[1] == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim == len(shape) - 1 and arr.shape == tuple(d for d in shape[1:] if isinstance(d, int)):
+        arr = arr.reshape((1, *arr.shape))  # one sample given without its batch dimension
+    expected = "[" + ", ".join(str(d) if isinstance(d, int) else (d or "?") for d in shape) + "]"
+    if arr.ndim != len(shape):
+        raise InvalidInputError(f"input {name!r}: expected shape {expected}, got {list(arr.shape)}")
+    for axis, (want, got) in enumerate(zip(shape, arr.shape, strict=True)):
+        if isinstance(want, int) and want != got and not (axis == 0 and want == 1):
+            raise InvalidInputError(
+                f"input {name!r}: expected shape {expected}, got {list(arr.shape)} (axis {axis} must be {want})"
+            )
+    return arr
+
+
+# -- data forms ----------------------------------------------------------------
+def _from_mapping(
+    specs: list[dict[str, Any]], data: Mapping[str, Any], allow_nan: bool, extra_columns: str
+) -> Feeds:
+    names = [s["name"] for s in specs]
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise InvalidInputError(f"missing input(s) {_listing(missing)}; the model takes {_listing(names)}")
+    extra = [k for k in data if k not in names]
+    if extra and extra_columns == "error":
+        raise InvalidInputError(f"unknown input(s) {_listing(extra)}; the model takes {_listing(names)}")
+    arrays = {}
+    for spec in specs:
+        arr = cast(data[spec["name"]], spec["dtype"], f"input {spec['name']!r}", allow_nan=allow_nan)
+        arrays[spec["name"]] = _check_shape(arr, spec)
+    return Feeds(arrays, _rows(arrays), tuple(extra))
+
+
+def _rows(arrays: dict[str, np.ndarray]) -> int:
+    sizes = {a.shape[0] if a.ndim else 1 for a in arrays.values()}
+    if len(sizes) > 1:
+        raise InvalidInputError(f"inputs have different numbers of rows: {sorted(sizes)}")
+    return sizes.pop() if sizes else 0
+
+
+def _from_frame(
+    specs: list[dict[str, Any]],
+    frame: pd.DataFrame,
+    feature_names: Sequence[str] | None,
+    allow_nan: bool,
+    extra_columns: str,
+) -> Feeds:
+    if len(frame) == 0:
+        raise InvalidInputError("the data has no rows; give at least one row to predict")
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    names = [s["name"] for s in specs]
+    single = specs[0] if len(specs) == 1 else None
+    per_column = all(n in columns for n in names) and not (
+        single and feature_names and _rank(single) == 2 and names[0] not in feature_names and len(feature_names) > 1
+    )
+    if per_column:
+        wanted = names
+    elif single is not None and feature_names and (_rank(single) or 0) > 2 and _fixed_size(single) == len(feature_names):
+        return _from_pixel_frame(single, frame, list(feature_names), allow_nan, extra_columns)
+    elif single is not None and _rank(single) == 2:
+        if feature_names:
+            wanted = list(feature_names)
+        elif _width(single) == len(columns):
+            wanted = columns
+        else:
+            raise InvalidInputError(
+                f"input {single['name']!r} expects {_width(single) or 'a fixed number of'} columns, got "
+                f"{len(columns)}; set the version's feature names so columns can be matched by name"
+            )
+    else:
+        wanted = names
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise InvalidInputError(
+            f"missing column(s) {_listing(missing)}; the model needs {_listing(wanted)}"
+        )
+    extra = tuple(c for c in columns if c not in wanted)
+    if extra and extra_columns == "error":
+        raise InvalidInputError(
+            f"unexpected column(s) {_listing(extra)}; remove them, or ignore extra columns"
+        )
+    if per_column:
+        arrays = {}
+        for spec in specs:
+            arr = cast(frame[spec["name"]].to_numpy(), spec["dtype"], f"column {spec['name']!r}", allow_nan=allow_nan)
+            arr = _check_shape(arr, spec)
+            if arr.shape[0] != len(frame):  # one value per row cannot fill a wider input: never a single sample
+                raise InvalidInputError(
+                    f"column {spec['name']!r} holds one value per row, but input {spec['name']!r} takes "
+                    f"shape {list(spec['shape'])} per batch; pass it as an array instead of a table column"
+                )
+            arrays[spec["name"]] = arr
+        return Feeds(arrays, len(frame), extra)
+    assert single is not None
+    block = frame[wanted]
+    if single["dtype"] != "string":
+        kinds = [getattr(d, "kind", "O") for d in block.dtypes]  # one call, not one per column
+        for col, kind in zip(wanted, kinds):  # per-column errors name the column, not the whole block
+            if kind not in "biuf":
+                cast(block[col].to_numpy(), single["dtype"], f"column {col!r}", allow_nan=allow_nan)
+        numeric = all(kind in "biuf" for kind in kinds)
+        values = block.to_numpy(dtype=numpy_dtype(single["dtype"]) if numeric else None)
+    else:
+        values = block.to_numpy()
+    try:
+        arr = cast(values, single["dtype"], f"input {single['name']!r}", allow_nan=allow_nan)
+    except InvalidInputError as exc:
+        raise _name_column(exc, block, single, allow_nan) from None
+    return Feeds({single["name"]: _check_shape(arr, single)}, len(frame), extra)
+
+
+def _fixed_size(spec: dict[str, Any]) -> int | None:
+    tail = (spec.get("shape") or [])[1:]
+    return int(np.prod(tail)) if tail and all(isinstance(d, int) for d in tail) else None
+
+
+def _from_pixel_frame(
+    spec: dict[str, Any], frame: pd.DataFrame, wanted: list[str], allow_nan: bool, extra_columns: str
+) -> Feeds:
+    """One row of named values per sample, reshaped to a fixed N-D input (e.g. 64 pixels → 1×8×8)."""
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"missing column(s) {_listing(missing)}; the model needs {_listing(wanted)}")
+    extra = tuple(c for c in frame.columns if c not in wanted)
+    if extra and extra_columns == "error":
+        raise InvalidInputError(f"unexpected column(s) {_listing(extra)}; remove them, or ignore extra columns")
+    block = frame[wanted]
+    for col in wanted:
+        if block[col].dtype.kind not in "biuf":
+            cast(block[col].to_numpy(), spec["dtype"], f"column {col!r}", allow_nan=allow_nan)
+    arr = cast(block.to_numpy(), spec["dtype"], f"input {spec['name']!r}", allow_nan=allow_nan)
+    tail = tuple(spec["shape"][1:])
+    return Feeds({spec["name"]: arr.reshape((len(frame), *tail))}, len(frame), extra)
+
+
+def _name_column(exc: InvalidInputError, block: pd.DataFrame, spec: dict[str, Any], allow_nan: bool) -> InvalidInputError:
+    for col in block.columns:
+        try:
+            cast(block[col].to_numpy(), spec["dtype"], f"column {col!r}", allow_nan=allow_nan)
+        except InvalidInputError as inner:
+            return inner
+    return exc
+
+
+class FastPlan:
+    """Precomputed checks for the common case: a dict of ready numpy arrays.
+
+    Keeps ``predict`` within a few microseconds of a raw ``InferenceSession.run``.
+    """
+
+    __slots__ = ("count", "checks")
+
+    def __init__(self, checks: list[tuple[str, np.dtype, int | None, tuple[tuple[int, int], ...], bool]]) -> None:
+        self.checks = checks
+        self.count = len(checks)
+
+    @classmethod
+    def build(cls, signature: dict[str, Any]) -> FastPlan | None:
+        specs = signature["inputs"]
+        if any(s.get("kind") != "tensor" or s.get("dtype") == "string" for s in specs):
+            return None
+        checks = []
+        for spec in specs:
+            shape = spec.get("shape")
+            dtype = numpy_dtype(spec["dtype"])
+            fixed = tuple((axis, d) for axis, d in enumerate(shape or []) if axis > 0 and isinstance(d, int))
+            checks.append((spec["name"], dtype, None if shape is None else len(shape), fixed, dtype.kind == "f"))
+        return cls(checks)
+
+    def feeds(self, data: Any, allow_nan: bool) -> Feeds | None:
+        """Feeds when ``data`` already matches exactly, else None (take the slow path)."""
+        if type(data) is not dict or len(data) != self.count:
+            return None
+        rows = -1
+        for name, dtype, ndim, fixed, is_float in self.checks:
+            arr = data.get(name)
+            if type(arr) is not np.ndarray or arr.dtype != dtype or arr.ndim == 0:
+                return None
+            shape = arr.shape
+            if ndim is not None and len(shape) != ndim:
+                return None
+            for axis, size in fixed:
+                if shape[axis] != size:
+                    return None
+            if rows != shape[0]:
+                if rows != -1 or shape[0] == 0:
+                    return None
+                rows = shape[0]
+            if is_float and not allow_nan and not math.isfinite(arr.sum()):
+                return None  # the slow path names the bad value (or accepts a mere overflow)
+        return Feeds(data, rows)
+
+
+def _is_sequence(value: Any) -> bool:
+    """Whether a record value holds several values (not ``np.ndim``: it raises on ragged lists)."""
+    return isinstance(value, (list, tuple, pd.Series)) or (isinstance(value, np.ndarray) and value.ndim > 0)
+
+
+def _columns_frame(data: Mapping[str, Any]) -> pd.DataFrame:
+    """A table from ``{column: values}``; every column must hold a list of the same length."""
+    try:
+        return pd.DataFrame({k: list(v) for k, v in data.items()})
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            "columns given as a dict need the same number of values each (or one value each, for one row)"
+        ) from None
+
+
+def coerce(
+    signature: dict[str, Any],
+    data: Any,
+    *,
+    feature_names: Sequence[str] | None = None,
+    allow_nan: bool = False,
+    extra_columns: str = "error",
+) -> Feeds:
+    """Feeds for ``signature`` from ``data`` (see the module docstring for forms).
+
+    Args:
+        extra_columns: ``"error"`` (default) refuses columns the model does not use;
+            ``"ignore"`` drops them (listed in ``Feeds.unused_columns``).
+    """
+    if extra_columns not in ("error", "ignore"):
+        raise InvalidInputError(f"extra_columns must be 'error' or 'ignore' (not {extra_columns!r})")
+    specs = tensor_inputs(signature)
+    if isinstance(data, pd.DataFrame):
+        return _from_frame(specs, data.copy(deep=False), feature_names, allow_nan, extra_columns)
+    if isinstance(data, Mapping):
+        names = {s["name"] for s in specs}
+        if data and not set(data) & names:
+            scalar = not any(_is_sequence(v) for v in data.values())
+            frame = pd.DataFrame([dict(data)]) if scalar else _columns_frame(data)
+            return _from_frame(specs, frame, feature_names, allow_nan, extra_columns)
+        return _from_mapping(specs, data, allow_nan, extra_columns)
+    if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
+        return _from_frame(specs, pd.DataFrame.from_records(data), feature_names, allow_nan, extra_columns)
+    if isinstance(data, (np.ndarray, list, tuple)):
+        if len(specs) != 1:
+            raise InvalidInputError(
+                f"the model has {len(specs)} inputs ({_listing([s['name'] for s in specs])}); "
+                "pass a dict of arrays or a table with those columns"
+            )
+        arr = _as_array(data, "the data")
+        if arr.size == 0:
+            raise InvalidInputError("the data has no rows; give at least one row to predict")
+        return _from_mapping(specs, {specs[0]["name"]: arr}, allow_nan, extra_columns)
+    raise InvalidInputError(
+        f"cannot predict on a {type(data).__name__}: pass a dict of arrays, a DataFrame, "
+        "a list of records, an array, or a file (.csv, .parquet, .json, .npz, .npy, image)"
+    )
