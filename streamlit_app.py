@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from portal.ui import get_portal
-from portal.ui import session
+from portal.ui import get_portal, session
 from portal.ui.widgets import model_picker
 
 st.set_page_config(page_title="Model Portal", page_icon=":material/hub:", layout="wide")

@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 import streamlit as st
 
-from portal.compress import figures as compare_figures, variants
-from portal.compress.rules import CALIBRATION_METHODS, METHODS
-from portal.serving.dataio import read_input
-from portal.errors import PortalError
-from portal.ui.render import chart
-from portal.ui.roles import why_not
-from portal.ui.session import current_portal
-from portal.ui.widgets import flash, pick, picked_version, show_flash, shown_errors
-
-# session-state keys of this page (widgets)
-METHODS_KEY = "compare.methods"
-TOLERANCE_KEY = "compare.tolerance"
-OBJECTIVE_KEY = "compare.objective"
-BATCH_KEY = "compare.batch"
-PROMOTE_KEY = "compare.promote"
-ALIAS_KEY = "compare.alias"
-FLIPPED_KEY = "compare.flipped"
-_EVERY = "every batch size"
-log = logging.getLogger("portal.ui")
-_NONE = "(none)"
-
-METHOD_HELP = {
-    "int8-dynamic": "weights to int8, activations quantized on the fly (MatMul/Gemm)",
-    "int8-static": "weights and activations to int8 (QDQ), calibrated on sample data",
-    "fp16": "float16 weights and ops, float32 inputs/outputs",
-    "prune": "zero the smallest weights (smaller only when compressed)",
-    "optimized": "onnxruntime's graph optimizations saved into the file",
-}
-TABLE_COLUMNS: dict[str, Any] = {
-    "Size": st.column_config.NumberColumn("Size", format="bytes"),
-    "Gzip size": st.column_config.NumberColumn("Gzip size", format="bytes", help="Compressed with gzip"),
-    "Peak memory": st.column_config.NumberColumn(
-        "Peak memory", format="bytes", help="High-water mark of a process that loaded and ran only this model"),
-    "Model memory": st.column_config.NumberColumn("Model memory", format="bytes",
-                                                  help="Peak memory minus the process before loading the model"),
-    "Size ratio": st.column_config.NumberColumn("Size ratio", format="%.2f×"),
-    "Agreement": st.column_config.ProgressColumn("Agreement", format="percent", min_value=0.0, max_value=1.0),
-    "Throughput rows/s": st.column_config.NumberColumn("Throughput rows/s", format="localized"),
-}
+from portal.ui import current_portal, picked_version, show_flash
+from portal.ui.compare_panels import (
+    flipped_rows_panel,
+    lineage_header,
+    new_comparison_panel,
+    picked_comparison,
+    promote_panel,
+    results_panel,
+    why_panel,
+)
 
 portal = current_portal()
 show_flash()
@@ -54,148 +22,14 @@ st.caption("Can this model be served smaller or faster without changing its answ
            "and optimized variants, measure them on the same rows, and promote the one that fits.")
 
 version = picked_version(portal)
-chain = variants.lineage(portal, version.ref)
-lineage = " ← ".join(v.ref + (f" ({v.method})" if v.method else "") for v in chain)
-st.markdown(f"#### {version.ref}" + (f" · variant lineage: {lineage}" if version.parent else ""))
-if version.parent:
-    cols = st.columns([4, 1], vertical_alignment="center")
-    cols[0].info(f"{version.ref} is a variant of {version.parent} ({version.method}). Compare its parent, or "
-                 "compress this variant further (its lineage is kept).", icon=":material/account_tree:")
-    if cols[1].button(f"Open {version.parent}", icon=":material/arrow_upward:"):
-        pick(version.name, f"v{version.parent.rpartition(':')[2]}")
-        st.rerun()
-
-
-def uploads(files: Any) -> list[tuple[str, bytes]] | None:
-    return [(f.name, f.getvalue()) for f in files] if files else None
-
-
-def label_choices(files: list[tuple[str, bytes]] | None) -> list[str]:
-    if not files or len(files) != 1 or not files[0][0].lower().endswith((".csv", ".parquet")):
-        return []
-    try:
-        return [str(c) for c in read_input(files[0][1], name=files[0][0]).columns]
-    except PortalError:
-        return []
-
-
+lineage_header(portal, version)
 with st.container(border=True):
-    st.markdown("**New comparison**")
-    chosen = st.pills("Methods", METHODS, selection_mode="multi", default=list(METHODS), key=METHODS_KEY,
-                      help=" · ".join(f"{m}: {h}" for m, h in METHOD_HELP.items()))
-    cols = st.columns(3)
-    per_channel = cols[0].checkbox("Per-channel int8", help="One scale per output channel: usually more accurate")
-    calibration_method = cols[1].selectbox("Calibration", CALIBRATION_METHODS, help="How int8-static picks ranges")
-    sparsity = cols[2].slider("Prune sparsity", 0.05, 0.95, 0.5, step=0.05, help="Share of weights set to zero")
-    cols = st.columns(2)
-    calibration = uploads(cols[0].file_uploader(
-        "Calibration data (optional)", accept_multiple_files=True, key="compare.calibration",
-        type=["csv", "parquet", "npz", "npy", "json", "png", "jpg", "jpeg", "bmp"],
-        help="For int8-static. Default: the version's reference data"))
-    evaluation = uploads(cols[1].file_uploader(
-        "Evaluation data (optional)", accept_multiple_files=True, key="compare.data",
-        type=["csv", "parquet", "npz", "npy", "json", "png", "jpg", "jpeg", "bmp"],
-        help="Rows to measure on. Default: the version's reference data"))
-    columns = label_choices(evaluation)
-    label = st.selectbox("Label column (optional)", [_NONE, *columns], disabled=not columns,
-                         help="Scores accuracy (or R² and MAE) against it") if columns else None
-    create_refused = why_not(portal, "upload", version)
-    if create_refused:
-        st.caption(f":material/lock: {create_refused}")
-    if st.button("Create variants and compare", type="primary", icon=":material/compare_arrows:",
-                 disabled=not chosen or bool(create_refused)):
-        with st.status(f"Comparing {len(chosen)} method(s) on {version.ref} …", expanded=True) as status:
-            try:
-                variants.compare(portal, version.ref, methods=chosen, data=evaluation, calibration=calibration,
-                                 label_column=None if label in (None, _NONE) else label, per_channel=per_channel,
-                                 calibration_method=calibration_method, sparsity=sparsity,
-                                 progress=lambda line: st.write(f":material/check: {line}"))
-            except Exception as exc:  # a failure must read as a message, whatever raised it
-                if not isinstance(exc, PortalError):
-                    log.exception("unexpected error while comparing variants")
-                status.update(label="The comparison failed", state="error", expanded=True)
-                st.error(exc.message if isinstance(exc, PortalError) else
-                         f"Unexpected error ({type(exc).__name__}): {exc}. The server log has the details.",
-                         icon=":material/error:")
-                st.stop()
-            status.update(label="Variants created and measured", state="complete", expanded=False)
-        flash(f"Compared {len(chosen)} method(s) on {version.ref}; the figures are stored.")
-        pick(version.name, f"v{version.version}")  # "latest" is now a variant: stay on the version compared
-        st.rerun()
+    new_comparison_panel(portal, version)
 
-cols = st.columns([2, 2, 3])
-tolerance = cols[0].slider("Tolerance: agreement loss at most", 0.0, 5.0, 1.0, step=0.1, format="%.1f%%",
-                           key=TOLERANCE_KEY) / 100
-objective = cols[1].segmented_control("Objective", ["latency", "size"], default="latency",
-                                      key=OBJECTIVE_KEY) or "latency"
-with shown_errors(stop=True):
-    comparison = variants.load_comparison(portal, version.ref, tolerance=tolerance, objective=objective)
-if comparison is None:
-    st.info(f"{version.ref} has not been compared yet: tick the methods and press **Create variants and compare**.",
-            icon=":material/info:")
-    st.stop()
-batches = list(comparison.measurements[0].latency)
-batch_choice = cols[2].segmented_control("Latency that matters", [_EVERY, *(f"batch {b}" for b in batches)],
-                                         default=_EVERY, key=BATCH_KEY) or _EVERY
-if batch_choice != _EVERY:
-    comparison = comparison.with_advice(tolerance=tolerance, objective=objective, batch=int(batch_choice.split()[1]))
-advice, env, data = comparison.advice, comparison.run.environment, comparison.run.dataset
-
-(st.success if advice.best else st.warning)(advice.summary, icon=":material/tips_and_updates:")
-flags = ", ".join(f for f in ("avx2", "avx512", "vnni", "avx512_fp16", "amx") if env.get(f)) or "no AVX2"
-st.caption(f"Measured {comparison.run.created_at:%Y-%m-%d %H:%M} by {comparison.run.created_by} on {env.get('cpu')} "
-           f"({env.get('cores')} cores; {flags}), onnxruntime {env.get('onnxruntime')}, threads "
-           f"{env.get('threads') or 'default'} · {data['rows']} rows of {data['source']}"
-           + (f", labels: {data['label_column']}" if data.get("label_column") else ""))
-results = comparison.table()
-formats = {c: st.column_config.NumberColumn(c, format="%.2f×", help="Parent p50 / variant p50: above 1 is faster")
-           for c in results.columns if c.startswith("Speedup")}
-formats.update({c: st.column_config.NumberColumn(c, format="%.3f") for c in results.columns if " ms " in c})
-formats.update({"Max abs error": st.column_config.NumberColumn("Max abs error", format="%.4f"),
-                "KL divergence": st.column_config.NumberColumn("KL divergence", format="%.2e")})
-st.dataframe(results, hide_index=True, width="stretch", column_config={**TABLE_COLUMNS, **formats})
-statuses = {v.ref: v.status for v in advice.verdicts}
-for batch in batches:
-    chart(compare_figures.pareto_chart(comparison.measurements, batch=batch, best=advice.best, statuses=statuses,
-                                       tolerance=tolerance), key=f"compare.pareto.{batch}")
-
+comparison, tolerance = picked_comparison(portal, version)
+results_panel(comparison, tolerance)
 st.subheader("Why")
-for verdict in advice.verdicts:
-    icon = {"recommended": ":material/star:", "qualifies": ":material/check_circle:"}.get(
-        verdict.status, ":material/info:")
-    with st.expander(f"{verdict.ref} · {verdict.method} · {verdict.status}", icon=icon,
-                     expanded=verdict.status in ("recommended", "slower", "less accurate")):
-        for reason in verdict.reasons:
-            st.markdown(f"- {reason}")
-for method, reason in comparison.refused.items():
-    st.info(f"**{method}** was not created: {reason}", icon=":material/block:")
-for note in comparison.notes:
-    st.warning(note, icon=":material/warning:")
-
-flips = [m for m in comparison.measurements[1:] if m.agreement.get("flipped_count")]
-if flips:
-    st.subheader("Rows whose class changes")
-    counts = {m.ref: m.agreement["flipped_count"] for m in flips}
-    shown = st.selectbox("Variant", list(counts), key=FLIPPED_KEY, format_func=lambda r: f"{r} ({counts[r]} rows)")
-    table = comparison.flipped(shown)
-    reference = portal.reference_frame(version.ref) if data["source"] == f"reference data of {version.ref}" else None
-    if reference is not None and len(table):
-        table = table.join(reference.iloc[table["row"]].reset_index(drop=True))
-    st.dataframe(table, hide_index=True, width="stretch")
-
+why_panel(comparison)
+flipped_rows_panel(portal, version, comparison)
 st.subheader("Promote")
-choices = [m.ref for m in comparison.measurements[1:]]
-promote_refused = why_not(portal, "alias", version)
-if choices and promote_refused:
-    st.caption(f":material/lock: {promote_refused}")
-elif choices:
-    cols = st.columns([2, 2, 1], vertical_alignment="bottom")
-    target = cols[0].selectbox(
-        "Variant", choices, index=choices.index(advice.best) if advice.best in choices else 0, key=PROMOTE_KEY,
-        format_func=lambda r: r + (" (recommended)" if r == advice.best else ""))
-    alias = cols[1].text_input("Alias", value="production", key=ALIAS_KEY)
-    if cols[2].button("Promote", type="primary", icon=":material/rocket_launch:"):
-        with shown_errors(stop=True):
-            moved = portal.set_alias(target, alias.strip())
-        flash(f"@{alias.strip()} now points at {moved.ref}.")
-        st.rerun()
+promote_panel(portal, version, comparison)

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from portal import views
-from portal.ui.predict_panels import batch_panel, form_panel, image_panel, tensor_panel
-from portal.ui.session import current_portal
-from portal.ui.widgets import picked_version, show_flash
+from portal.ui import current_portal, picked_version, show_flash
+from portal.ui.predict_panels import batch_panel, form_panel, image_panel, input_mode, tensor_panel, version_header
 
 portal = current_portal()
 show_flash()
 version = picked_version(portal, title="Predict")
-mode = views.input_mode(version)
-
-st.title(f"Predict with {version.ref}")
-details = [version.task, f"{len(version.signature['inputs'])} input(s)", views.format_bytes(version.size_bytes)]
-if version.aliases:
-    details.append(", ".join(f"@{a}" for a in version.aliases))
-st.caption(" · ".join(details) + " · pick another model or version in the sidebar")
+mode = input_mode(version)
+version_header(version)
 
 if mode == "image":
     image_panel(portal, version)

@@ -42,12 +42,12 @@ import json, sys, time
 mode, fmt, home, src, out = sys.argv[1:6]
 import numpy as np, onnxruntime as ort, pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq, pandas as pd
 from portal import Portal
-from portal.serving.batch import _RUN_BYTES, session_config
+from portal.serving.batch import RUN_BYTES, session_config
 p = Portal.open(home, check=False)
 version = p.get("mlp")
 features = version.feature_names
 labels = np.asarray(version.class_labels, dtype=object)
-run = max(64, _RUN_BYTES // (4 * len(features)))  # the run size predict_file picks for 30 float32 columns
+run = max(64, RUN_BYTES // (4 * len(features)))  # the run size predict_file picks for 30 float32 columns
 if mode == "predict_file":
     p.session(version, config=session_config())  # loaded before the clock starts, like the scripts' session
 else:

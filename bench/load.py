@@ -487,7 +487,7 @@ def main() -> None:
     auth = {"Authorization": f"Bearer {token}"}
     env = {"PORTAL_HOME": str(home), "PORTAL_API_MAX_CONCURRENCY": "256"}
     baseline = [sys.executable, __file__, "--model-path", str(model_path), "--serve-baseline"]
-    serve = [sys.executable, "-m", "portal.cli", "serve"]
+    serve = [sys.executable, "-m", "portal.cli", "serve", "--grpc-port", "0"]  # HTTP only: no two servers on 8001
     servers = [
         start("portal", serve, env, auth),
         start("portal-log-off", serve, {**env, "PORTAL_MONITOR": "off"}, auth),

@@ -74,4 +74,5 @@ __all__ = [
     "SandboxError",
     "Settings",
     "StagedModel",
+    "UnsupportedFormatError",
 ]

@@ -2,23 +2,25 @@
 
 Every error a user can cause is a ``PortalError`` carrying the HTTP status the
 REST API answers with and a message that says what was wrong and how to fix it.
+The tree (class, its status; below a class are its subclasses):
 
     PortalError (500)
     ├── CorruptBlobError (500)             a stored file no longer matches its sha256
-    ├── InvalidInputError (400)            bad prediction input, bad argument
+    ├── InvalidInputError (400)            bad prediction input, bad argument (also a ValueError)
     │   ├── InvalidNameError (400)         model name / alias / reference malformed
     │   └── InvalidModelError (422)        upload refused: not a model, broken, unsafe
     │       ├── UnsupportedFormatError (415)   format not accepted (pickle, random bytes)
-    │       └── InputShapeRequiredError (422)  PyTorch model needs --input-shape
-    ├── AuthenticationError (401)
-    ├── PermissionDeniedError (403)
-    ├── NotFoundError (404)                model, version, alias or blob missing
+    │       ├── InputShapeRequiredError (422)  PyTorch model needs --input-shape
+    │       └── SandboxError (422)             the sandboxed child ran out of memory/time
+    ├── AuthenticationError (401)          no token, a bad one, a wrong password
+    │   └── TooManyAttemptsError (429)     sign-in locked out for a while (REST: Retry-After)
+    ├── PermissionDeniedError (403)        the role or ownership does not allow it (also a PermissionError)
+    ├── NotFoundError (404)                model, version, alias or blob missing (also a LookupError)
     ├── ConflictError (409)                name taken, alias in use, dependents exist
     ├── PayloadTooLargeError (413)
     ├── MemoryLimitError (422)             a prediction needed more than PORTAL_PREDICT_MEMORY_MB
-    ├── SandboxError (422)                 the sandboxed child ran out of memory/time
-    ├── BusyError (503)
-    └── InferenceTimeoutError (504)
+    ├── BusyError (503)                    too many requests in flight (REST: Retry-After)
+    └── InferenceTimeoutError (504)        an inference ran past its limit (also a TimeoutError)
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PortalError",
-    "TooManyAttemptsError",
     "SandboxError",
+    "TooManyAttemptsError",
     "UnsupportedFormatError",
 ]
 
@@ -97,6 +99,10 @@ class UnsupportedFormatError(InvalidModelError):
 
 class InputShapeRequiredError(InvalidModelError):
     """A PyTorch model whose input shape cannot be inferred needs one from the caller."""
+
+
+class SandboxError(InvalidModelError):
+    """The sandboxed child process failed: out of memory, CPU time or wall-clock time."""
 
 
 class AuthenticationError(PortalError):
@@ -165,10 +171,6 @@ class MemoryLimitError(PortalError):
             f"(PORTAL_PREDICT_MEMORY_MB){asked}; send fewer rows per request, or ask an admin to raise "
             "the limit (predictions running at the same time share it)"
         )
-
-
-class SandboxError(InvalidModelError):
-    """The sandboxed child process failed: out of memory, CPU time or wall-clock time."""
 
 
 class BusyError(PortalError):

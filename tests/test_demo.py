@@ -20,9 +20,9 @@ from portal.demo import (
     TARGET,
     DemoSource,
     build_demo_sources,
+    load_skops,
     verify_demo_source,
 )
-from portal.demo import _load_skops as load_skops
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["breast-cancer", "diabetes", "digits", "wine"]

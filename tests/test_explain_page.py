@@ -178,7 +178,7 @@ def test_an_uploaded_background_with_wrong_columns_is_an_error_box(home: Path) -
 def test_the_compare_page_helper_shows_drift_for_aadd_variant(home: Path) -> None:
     def script() -> None:
         from portal.ui import get_portal
-        from portal.ui.explain_panels import variant_drift_panel
+        from portal.ui.explain_shap_panels import variant_drift_panel
 
         portal = get_portal()
         variant_drift_panel(portal, portal.get("lin-int8"))

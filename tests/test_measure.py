@@ -17,14 +17,8 @@ from variant_models import add_mlp, tree_ensemble
 from portal import InvalidInputError, Portal
 from portal.compress.advice import advise
 from portal.storage.db import MeasurementRow
-from portal.compress.measure import (
-    Interpreted,
-    VersionMeasurement,
-    agreement,
-    environment,
-    interpret,
-    label_metrics,
-)
+from portal.compress.agreement import Interpreted, agreement, interpret, label_metrics
+from portal.compress.measure import VersionMeasurement, environment
 from portal.compress.variants import compare, load_comparison
 
 # -- agreement on constructed outputs -------------------------------------------------------------

@@ -357,7 +357,7 @@ def test_an_analyst_cannot_delete_another_analysts_private_model_through_any_pag
 
 
 def test_the_library_refuses_a_delete_the_page_was_bypassed_for(team: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    import portal.ui.manage as manage
+    import portal.ui.models_panels as manage
 
     monkeypatch.setattr(manage, "why_not", lambda *args, **kwargs: None)  # a page that forgot to check
     at = _open(signed_in_app(team["ana"], "app_pages/models.py"), "bobs")

@@ -19,7 +19,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..errors import AuthenticationError, InvalidInputError, TooManyAttemptsError
+from ..errors import InvalidInputError, TooManyAttemptsError
 
 __all__ = [
     "BACKOFF_BASE_S",

@@ -147,9 +147,9 @@ def _serve_docs(app: FastAPI) -> None:
 
 
 def _version() -> str:
-    from .routes.v2 import _server_version
+    from .routes.v2 import server_version
 
-    return _server_version()
+    return server_version()
 
 
 def configure_logging(stream: Any = None) -> None:

@@ -13,22 +13,20 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-
-import pandas as pd
 from starlette.requests import Request
 
 from ..accounts.auth import Auth, User, require
 from ..core import Portal
 from ..errors import AuthenticationError, InferenceTimeoutError, InvalidNameError, PayloadTooLargeError
-from ..serving.predict import Prediction, run_feeds
+from ..serving.predict import Prediction
+from ..serving.runtime import LoadedSession, SessionConfig
 from ..storage.refs import ModelRef, check_name, is_version_number
 from ..storage.registry import ModelVersion
-from ..serving.runtime import LoadedSession, SessionConfig
-from ..serving.signature import Feeds, fixed_batch
 from .batching import Batcher, batchable
 from .limits import Deadline, Watchdog
 from .metrics import ApiMetrics
@@ -232,7 +230,7 @@ class ApiContext:
         self, version: ModelVersion, data: Any, *, rows: int, extra_columns: str = "error", caller: str = "",
         source: str = "api", on_deadline: Callable[[Deadline], None] | None = None,
     ) -> Prediction:
-        """Predict within the batch, time and concurrency limits; log it as ``caller``'s.
+        """The portal's one predict pipeline within the batch, time and concurrency limits; logged as ``caller``'s.
 
         Args:
             source: the prediction log's source (``api`` for HTTP, ``grpc``).
@@ -247,41 +245,51 @@ class ApiContext:
         if rows > limit:
             raise PayloadTooLargeError(f"{rows:,} rows in one request is over the limit of {limit:,}; split the batch")
         start = time.perf_counter()
-        feeds = None
-        hit = None
-        try:
-            with self.watchdog.guard() as deadline:
-                if on_deadline is not None:
-                    on_deadline(deadline)
-                try:
-                    feeds = self.portal.coerce(version, data, extra_columns=extra_columns)
-                    batcher = self._batcher(version)
-                    if batcher is None:
-                        outputs, keys = self._run(version, feeds, deadline.run_options)
-                        hit = self.portal.cache.last_hit()  # of this thread's session lookup in _run
-                    else:
-                        outputs, keys = batcher.submit(feeds, deadline)
-                except Exception as exc:
-                    if deadline.fired or _terminated(exc):
-                        self.metrics.rejected_counter(source).labels("timeout").inc()
-                        raise InferenceTimeoutError(
-                            f"inference ran past the limit of {self.settings.infer_timeout_seconds:g} s and was "
-                            "stopped; send fewer rows per request (PORTAL_API_INFER_TIMEOUT_S sets the limit)"
-                        ) from exc
-                    raise
-        except Exception as exc:
-            self._log(version, caller, source, feeds.rows if feeds is not None else rows, start, exc, None, None)
-            raise
-        self._log(version, caller, source, feeds.rows, start, None, feeds, hit)
-        prediction = Prediction(
-            ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=time.perf_counter() - start,
-            task=version.task, class_labels=version.class_labels, output_keys=keys,
-            unused_columns=feeds.unused_columns, index=data.index if isinstance(data, pd.DataFrame) else None,
-        )
+        with self.watchdog.guard() as deadline:
+            if on_deadline is not None:
+                on_deadline(deadline)
+            batcher = self._batcher(version)
+            prediction = self.portal.pipeline.predict(
+                version, data, caller=caller, source=source, extra_columns=extra_columns,
+                run_options=deadline.run_options, config=self.session_config, rows=rows,
+                runner=None if batcher is None else functools.partial(batcher.submit, deadline=deadline),
+                on_error=functools.partial(self._timed_out, deadline, source),
+            )
         labels = (version.name, str(version.version))
         self.metrics.inference.labels(*labels).observe(time.perf_counter() - start)
         self.metrics.rows.labels(*labels).inc(prediction.rows)
         return prediction
+
+    def score(self, version: ModelVersion, source: Path, output: Path, *, caller: str, extra_columns: str) -> None:
+        """Score the CSV file ``source`` into ``output`` through the batch pipeline, within the row and time limits.
+
+        One entry in the prediction log, as ``caller``'s through the REST door.
+
+        Raises:
+            PayloadTooLargeError: more rows than ``max_batch_rows``.
+            InferenceTimeoutError: the scoring passed ``infer_timeout_seconds``.
+        """
+        start = time.perf_counter()
+        with self.watchdog.guard() as deadline:
+            result = self.portal.pipeline.score(
+                version, source, output, caller=caller, source="api", config=self.session_config,
+                on_error=functools.partial(self._timed_out, deadline, "api"),
+                extra_columns=extra_columns, run_options=deadline.run_options,
+                max_rows=self.settings.max_batch_rows, name=source.name,
+            )
+        labels = (version.name, str(version.version))
+        self.metrics.inference.labels(*labels).observe(time.perf_counter() - start)
+        self.metrics.rows.labels(*labels).inc(result.rows)
+
+    def _timed_out(self, deadline: Deadline, source: str, exc: Exception) -> Exception:
+        """``exc``, or a timeout in its place when the watchdog stopped the run (counted as the door's refusal)."""
+        if not (deadline.fired or _terminated(exc)):
+            return exc
+        self.metrics.rejected_counter(source).labels("timeout").inc()
+        return InferenceTimeoutError(
+            f"inference ran past the limit of {self.settings.infer_timeout_seconds:g} s and was "
+            "stopped; send fewer rows per request (PORTAL_API_INFER_TIMEOUT_S sets the limit)"
+        )
 
     def _batcher(self, version: ModelVersion) -> Batcher | None:
         if version.name not in self.settings.batching or not batchable(version.signature):
@@ -292,8 +300,10 @@ class ApiContext:
             with self._batchers_lock:
                 batcher = self._batchers.get(key)
                 if batcher is None:
+                    pipeline = self.portal.pipeline
                     batcher = Batcher(
-                        lambda feeds, options: self._run(version, feeds, options),
+                        lambda feeds, options: pipeline.run(version, feeds, config=self.session_config,
+                                                            run_options=options),
                         max_rows=self.settings.batch_max_rows, max_wait=self.settings.batch_wait_seconds,
                         on_batch=self.metrics.batch_rows.labels(version.name, str(version.version)).observe,
                     )
@@ -303,15 +313,6 @@ class ApiContext:
     def session(self, version: ModelVersion) -> LoadedSession:
         """The shared session of ``version``, with the API's session options."""
         return self.portal.session(version, config=self.session_config)
-
-    def _log(self, version: ModelVersion, caller: str, source: str, rows: int, start: float,
-             error: Exception | None, feeds: Feeds | None, hit: bool | None) -> None:
-        self.portal.log_prediction(version, rows=rows, latency_s=time.perf_counter() - start, error=error,
-                                   feeds=feeds, cache_hit=hit, caller=caller, source=source)
-
-    def _run(self, version: ModelVersion, feeds: Feeds, run_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        return run_feeds(self.session(version), feeds, chunk_rows=self.portal.settings.chunk_rows,
-                         fixed_batch=fixed_batch(version.signature), run_options=run_options)
 
 
 def context(request: Request) -> ApiContext:

@@ -1,6 +1,7 @@
 """One place where errors become responses: always ``{"error": "..."}``, never a traceback.
 
-``PortalError`` → its ``.status``; FastAPI's request validation → 400; Starlette
+``PortalError`` → its ``.status`` (401 with ``WWW-Authenticate``; 429 and 503 with
+``Retry-After``, whole seconds); FastAPI's request validation → 400; Starlette
 HTTP errors (404 for an unknown route, 405, 413 from the body limit) keep their
 status; anything else → 500 with the request id, the traceback in the server log.
 """
@@ -8,6 +9,7 @@ status; anything else → 500 with the request id, the traceback in the server l
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import PortalError
+from ..errors import PortalError, TooManyAttemptsError
 
 __all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers"]
 
@@ -47,11 +49,20 @@ def error_response(status: int, message: str, *, headers: dict[str, str] | None 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def _headers(exc: PortalError) -> dict[str, str] | None:
+    """What the status asks for: when to retry (a sign-in lockout, a busy server) or how to authenticate."""
+    if isinstance(exc, TooManyAttemptsError):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    if exc.status == 503:
+        return {"Retry-After": "1"}
+    if exc.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    return None
+
+
 def _portal_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PortalError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    if exc.status == 503:
-        headers = {"Retry-After": "1"}
+    headers = _headers(exc)
     if exc.status >= 500 and exc.status not in (503, 504):
         _log.error("%s (request id %s)", exc.message, request.scope.get("state", {}).get("request_id", "?"))
     return error_response(exc.status, exc.message, headers=headers)

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field, replace
 
+from ..config import MIB, read
+
 __all__ = ["ApiSettings"]
-
-MIB = 1024**2
-
-
-def _number(env: dict[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number (not {raw!r})") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number (not {raw!r})")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be positive (not {raw!r})")
-    return value
-
-
-def _port(env: dict[str, str], name: str) -> int:
-    value = _number(env, name, 0, allow_zero=True)
-    if value != int(value) or value > 65_535:
-        raise ValueError(f"{name} must be a port number from 1 to 65535, or 0 for none (not {env[name]!r})")
-    return int(value)
-
-
-def _names(raw: str | None) -> frozenset[str]:
-    return frozenset(n.strip() for n in (raw or "").split(",") if n.strip())
 
 
 @dataclass(frozen=True)
@@ -80,22 +53,22 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> ApiSettings:
-        """Read ``PORTAL_API_*`` variables; keyword overrides win."""
+        """Read ``PORTAL_API_*`` variables (see :mod:`portal.config.variables`); keyword overrides win."""
         env = dict(os.environ if env is None else env)
         settings = cls(
-            max_body_bytes=int(_number(env, "PORTAL_API_MAX_BODY_MB", 64) * MIB),
-            max_batch_rows=int(_number(env, "PORTAL_API_MAX_BATCH_ROWS", 65_536)),
-            max_concurrency=int(_number(env, "PORTAL_API_MAX_CONCURRENCY", 64)),
-            infer_timeout_seconds=_number(env, "PORTAL_API_INFER_TIMEOUT_S", 30.0),
-            body_timeout_seconds=_number(env, "PORTAL_API_BODY_TIMEOUT_S", 30.0),
-            intra_op_threads=int(_number(env, "PORTAL_API_INTRA_OP_THREADS", 1, allow_zero=True)),
-            infer_threads=int(_number(env, "PORTAL_API_INFER_THREADS", 2 * (os.cpu_count() or 1))),
-            inline_seconds=_number(env, "PORTAL_API_INLINE_MS", 1.0, allow_zero=True) / 1000,
-            batching=_names(env.get("PORTAL_API_BATCHING")),
-            batch_max_rows=int(_number(env, "PORTAL_API_BATCH_MAX_ROWS", 64)),
-            batch_wait_seconds=_number(env, "PORTAL_API_BATCH_WAIT_MS", 0.0, allow_zero=True) / 1000,
-            grpc_port=_port(env, "PORTAL_API_GRPC_PORT"),
-            grpc_host=(env.get("PORTAL_API_GRPC_HOST") or "").strip() or "127.0.0.1",
-            grpc_reuse_port=env.get("PORTAL_API_GRPC_REUSE_PORT", "").strip() == "1",
+            max_body_bytes=int(read(env, "PORTAL_API_MAX_BODY_MB") * MIB),
+            max_batch_rows=int(read(env, "PORTAL_API_MAX_BATCH_ROWS")),
+            max_concurrency=int(read(env, "PORTAL_API_MAX_CONCURRENCY")),
+            infer_timeout_seconds=read(env, "PORTAL_API_INFER_TIMEOUT_S"),
+            body_timeout_seconds=read(env, "PORTAL_API_BODY_TIMEOUT_S"),
+            intra_op_threads=int(read(env, "PORTAL_API_INTRA_OP_THREADS")),
+            infer_threads=int(read(env, "PORTAL_API_INFER_THREADS")),
+            inline_seconds=read(env, "PORTAL_API_INLINE_MS") / 1000,
+            batching=read(env, "PORTAL_API_BATCHING"),
+            batch_max_rows=int(read(env, "PORTAL_API_BATCH_MAX_ROWS")),
+            batch_wait_seconds=read(env, "PORTAL_API_BATCH_WAIT_MS") / 1000,
+            grpc_port=read(env, "PORTAL_API_GRPC_PORT"),
+            grpc_host=read(env, "PORTAL_API_GRPC_HOST"),
+            grpc_reuse_port=read(env, "PORTAL_API_GRPC_REUSE_PORT"),
         )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]

@@ -22,15 +22,23 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..serving.casting import listing
 
 __all__ = [
+    "NUMPY_TYPES",
     "InferRequest",
     "RequestedOutput",
+    "binary_data",
+    "bytes_elements",
+    "check_shape",
     "decode_infer_request",
+    "element_count",
     "encode_outputs",
+    "from_binary",
     "oip_datatype",
     "parse_json",
     "tensor_metadata",
+    "typed_array",
 ]
 
 _TO_OIP = {
@@ -38,9 +46,8 @@ _TO_OIP = {
     "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
     "float16": "FP16", "float32": "FP32", "float64": "FP64", "string": "BYTES", "bfloat16": "BF16",
 }
-_NUMPY = {oip: name for name, oip in _TO_OIP.items() if name not in ("string", "bfloat16")}
+NUMPY_TYPES = {oip: name for name, oip in _TO_OIP.items() if name not in ("string", "bfloat16")}
 _MAX_ELEMENTS = 2**31
-_MAX_LISTED = 8
 
 
 def oip_datatype(dtype_name: str) -> str:
@@ -86,12 +93,6 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def _listing(names: Sequence[str]) -> str:
-    shown = ", ".join(repr(n) for n in list(names)[:_MAX_LISTED])
-    more = len(names) - _MAX_LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
-
-
 def _shape_text(shape: Sequence[Any]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
@@ -132,7 +133,8 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _check_shape(name: str, shape: Any, want: Sequence[Any] | None) -> tuple[int, ...]:
+def check_shape(name: str, shape: Any, want: Sequence[Any] | None) -> tuple[int, ...]:
+    """The request's ``shape`` of input ``name`` as a tuple, checked against the model's (``want``)."""
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidInputError(f"input {name!r}: 'shape' must be a list of non-negative integers, got {str(shape)[:80]}")
     if want is None:
@@ -149,7 +151,8 @@ def _check_shape(name: str, shape: Any, want: Sequence[Any] | None) -> tuple[int
     return tuple(shape)
 
 
-def _count(name: str, shape: tuple[int, ...]) -> int:
+def element_count(name: str, shape: tuple[int, ...]) -> int:
+    """How many elements ``shape`` holds, refusing more than a request may send."""
     count = math.prod(shape)
     if count > _MAX_ELEMENTS:
         raise InvalidInputError(f"input {name!r}: shape {_shape_text(shape)} has too many elements ({count})")
@@ -167,18 +170,19 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
         ) from None
     if arr.size != count:
         raise InvalidInputError(f"input {name!r}: the shape holds {count} values, got {arr.size} in 'data'")
-    return _typed(name, datatype, arr)
+    return typed_array(name, datatype, arr)
 
 
-def _typed(name: str, datatype: str, arr: np.ndarray) -> np.ndarray:
+def typed_array(name: str, datatype: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` (decoded from JSON or typed contents) as the OIP ``datatype``, refusing lossy casts."""
     kind = arr.dtype.kind
     if arr.size == 0:
-        return arr.astype(object if datatype == "BYTES" else np.dtype(_NUMPY[datatype]))
+        return arr.astype(object if datatype == "BYTES" else np.dtype(NUMPY_TYPES[datatype]))
     if datatype == "BYTES":
         if kind != "U":
             raise InvalidInputError(f"input {name!r}: expected BYTES (strings), got {_kind_text(arr)}")
         return arr.astype(object)
-    want = np.dtype(_NUMPY[datatype])
+    want = np.dtype(NUMPY_TYPES[datatype])
     if datatype == "BOOL":
         if kind != "b":
             raise InvalidInputError(f"input {name!r}: expected BOOL (true/false), got {_kind_text(arr)}")
@@ -202,10 +206,11 @@ def _kind_text(arr: np.ndarray) -> str:
     )
 
 
-def _from_binary(name: str, datatype: str, raw: memoryview, count: int) -> np.ndarray:
+def from_binary(name: str, datatype: str, raw: memoryview, count: int) -> np.ndarray:
+    """``count`` elements of ``datatype`` from raw little-endian bytes (BYTES: length-prefixed UTF-8)."""
     if datatype == "BYTES":
-        return _bytes_elements(name, raw, count)
-    want = np.dtype(_NUMPY[datatype])
+        return bytes_elements(name, raw, count)
+    want = np.dtype(NUMPY_TYPES[datatype])
     itemsize = 1 if datatype == "BOOL" else want.itemsize
     if len(raw) != count * itemsize:
         raise InvalidInputError(
@@ -217,7 +222,8 @@ def _from_binary(name: str, datatype: str, raw: memoryview, count: int) -> np.nd
     return np.frombuffer(raw, dtype=want.newbyteorder("<")).astype(want)
 
 
-def _bytes_elements(name: str, raw: memoryview, count: int) -> np.ndarray:
+def bytes_elements(name: str, raw: memoryview, count: int) -> np.ndarray:
+    """``count`` length-prefixed UTF-8 BYTES elements from ``raw``, as an object array of strings."""
     items: list[str] = []
     offset = 0
     while offset < len(raw):
@@ -262,20 +268,20 @@ def _decode_input(item: Any, specs: dict[str, dict[str, Any]], cursor: _BinaryCu
         raise InvalidInputError("each input needs a 'name' (a string)")
     spec = specs.get(name)
     if spec is None:
-        raise InvalidInputError(f"unknown input {name[:100]!r}; the model takes {_listing(list(specs))}")
+        raise InvalidInputError(f"unknown input {name[:100]!r}; the model takes {listing(list(specs))}")
     want = oip_datatype(spec["dtype"])
     got = item.get("datatype")
     if got != want:
         raise InvalidInputError(f"input {name!r}: expected datatype {want}, got {str(got)[:32]}")
-    if want not in _NUMPY and want != "BYTES":
+    if want not in NUMPY_TYPES and want != "BYTES":
         raise InvalidInputError(f"input {name!r}: datatype {want} cannot be sent over this API")
-    shape = _check_shape(name, item.get("shape"), spec.get("shape"))
-    count = _count(name, shape)
+    shape = check_shape(name, item.get("shape"), spec.get("shape"))
+    count = element_count(name, shape)
     params = _parameters(item.get("parameters"), f"input {name!r}")
     if "binary_data_size" in params:
         if "data" in item:
             raise InvalidInputError(f"input {name!r}: give either 'data' or binary_data_size, not both")
-        arr = _from_binary(name, want, cursor.take(name, params["binary_data_size"]), count)
+        arr = from_binary(name, want, cursor.take(name, params["binary_data_size"]), count)
     elif "data" in item:
         arr = _from_json(name, want, item["data"], count)
     else:
@@ -293,7 +299,7 @@ def _requested_outputs(value: Any, names: Sequence[str], default_binary: bool) -
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInputError("each entry of 'outputs' must be an object with a 'name'")
         if item["name"] not in names:
-            raise InvalidInputError(f"unknown output {item['name'][:100]!r}; the model gives {_listing(list(names))}")
+            raise InvalidInputError(f"unknown output {item['name'][:100]!r}; the model gives {listing(list(names))}")
         params = _parameters(item.get("parameters"), f"output {item['name']!r}")
         wanted.append(RequestedOutput(item["name"], bool(params.get("binary_data", default_binary))))
     return wanted
@@ -332,7 +338,7 @@ def decode_infer_request(
         arrays[name] = arr
     missing = [n for n in specs if n not in arrays]
     if missing:
-        raise InvalidInputError(f"missing input(s) {_listing(missing)}; the model takes {_listing(list(specs))}")
+        raise InvalidInputError(f"missing input(s) {listing(missing)}; the model takes {listing(list(specs))}")
     binary_output = bool(params.get("binary_data_output", False))
     outputs = _requested_outputs(doc.get("outputs"), output_names, binary_output)
     first = next(iter(arrays.values()))
@@ -350,7 +356,8 @@ def _json_data(arr: np.ndarray) -> list[Any]:
     return flat.tolist()
 
 
-def _binary_data(arr: np.ndarray, datatype: str) -> bytes:
+def binary_data(arr: np.ndarray, datatype: str) -> bytes:
+    """``arr`` as raw little-endian bytes of ``datatype`` (BYTES: each element length-prefixed)."""
     flat = arr.reshape(-1)
     if datatype == "BYTES":
         parts = []
@@ -375,7 +382,7 @@ def encode_outputs(
         datatype = oip_datatype(arr.dtype.name)
         entry: dict[str, Any] = {"name": out.name, "datatype": datatype, "shape": list(arr.shape)}
         if out.binary:
-            blob = _binary_data(arr, datatype)
+            blob = binary_data(arr, datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

@@ -12,6 +12,9 @@ The rules, in order:
    ``1 − MIN_GAIN`` of the parent's.
 4. The best qualifying variant is the fastest (geometric mean over batch sizes)
    or the smallest; ties go to the more faithful one.
+
+Why a variant falls short (less accurate, slower, no faster, larger) is said in
+the words of its method's record (:class:`~portal.compress.methods.MethodAdvice`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from .measure import VersionMeasurement
+from .methods import REGISTRY, MethodAdvice
+from .methods.base import ALREADY_OPTIMIZED
 
 __all__ = ["MIN_GAIN", "OBJECTIVES", "SIGNIFICANCE", "Advice", "Verdict", "advise", "check_settings"]
 
@@ -187,67 +192,38 @@ def _gains(speedup: Mapping[str, float], evidence: Mapping[str, str], size_ratio
     return f"{speed}; file {size_ratio:.2f}× the parent's size; {faith}."
 
 
+def _advice(m: VersionMeasurement) -> MethodAdvice | None:
+    found = REGISTRY.get(m.method or "")
+    return found.advice if found else None
+
+
 def _accuracy_reason(m: VersionMeasurement, value: float, tolerance: float) -> str:
-    agree, params = m.agreement, m.params
+    agree, advice = m.agreement, _advice(m)
     if agree.get("kind") == "top-1":
         what = (f"it agrees with the parent on {value:.1%} of rows ({agree.get('flipped_count', 0)} of "
                 f"{agree.get('rows', 0)} change class), below the {1 - tolerance:.1%} you allow")
     else:
         what = (f"its outputs differ from the parent's by {agree.get('mean_abs_error') or 0:.3g} on average "
                 f"({1 - value:.1%} of the parent's spread), more than the {tolerance:.1%} you allow")
-    hints = {
-        "int8-dynamic": "try per-channel quantization, or int8-static with calibration data",
-        "int8-static": "try per-channel quantization, Entropy or Percentile calibration, or more calibration rows",
-        "fp16": "keep the sensitive operators in float32 with the block list",
-        "prune": f"lower the sparsity (now {float(params.get('sparsity', 0)):.0%})",
-        "optimized": "this should not happen with graph optimizations; please report it",
-    }
-    if m.method == "int8-dynamic" and params.get("per_channel"):
-        hints["int8-dynamic"] = "try int8-static with calibration data"
-    if m.method == "int8-static" and params.get("per_channel"):
-        hints["int8-static"] = "try Entropy or Percentile calibration, or more calibration rows"
-    return f"Less accurate: {what}; {hints.get(m.method or '', 'keep the parent')}."
+    return f"Less accurate: {what}; {advice.accuracy_hint(m.params) if advice else 'keep the parent'}."
 
 
 def _slow_reason(m: VersionMeasurement, env: Mapping[str, Any]) -> str:
-    ops = m.operators
-    no_vnni = env.get("vnni") is False
-    if m.method == "int8-dynamic" and "ConvInteger" in ops:
-        return ("Slower: dynamic int8 turns convolutions into ConvInteger, which this CPU runs slowly; "
-                "try int8-static (QDQ), which keeps the fast convolution kernels.")
-    if m.method == "int8-dynamic":
-        return ("Slower: dynamic int8 re-quantizes the activations on every call; for small layers or small "
-                "batches that costs more than the int8 arithmetic saves.")
-    if m.method == "int8-static" and no_vnni:
-        return ("Slower: this CPU has no VNNI instructions (AVX-512 VNNI / AVX-VNNI), so int8 arithmetic is "
-                "hardly faster than float32 and the QuantizeLinear/DequantizeLinear steps cost extra.")
-    if m.method == "int8-static":
-        return ("Slower: static int8 wraps each layer in QuantizeLinear/DequantizeLinear; for small layers "
-                "those conversions cost more than the int8 arithmetic saves.")
-    if m.method == "fp16":
-        return ("Slower: onnxruntime's CPU provider has few float16 kernels, so the variant converts back and "
-                "forth between float16 and float32; fp16 saves file size, not time, on a CPU.")
-    if m.method == "prune":
-        return "Slower: onnxruntime's CPU kernels do not skip zero weights, so pruning cannot speed it up."
-    return "Slower: onnxruntime already applies these optimizations when it loads the parent."
+    advice = _advice(m)
+    return advice.slower(m.operators, env) if advice else f"Slower: {ALREADY_OPTIMIZED}"
 
 
 def _no_speed_reason(m: VersionMeasurement) -> str:
-    if m.method == "prune":
-        return "No faster: onnxruntime's CPU kernels do not skip zero weights, so pruning cannot speed it up."
-    if m.method == "optimized":
-        return "No faster: onnxruntime already applies these optimizations when it loads the parent."
-    if m.method == "fp16":
-        return "No faster: the CPU provider computes float16 models mostly through float32; fp16 saves size, not time."
+    advice = _advice(m)
+    if advice and advice.no_faster:
+        return advice.no_faster
     return f"No faster: the gain is under {MIN_GAIN:.0%}, within the noise of the measurement."
 
 
 def _size_reason(m: VersionMeasurement, parent: VersionMeasurement, size_ratio: float) -> str | None:
-    if m.method == "prune":
-        gz = m.gzip_bytes / max(1, parent.gzip_bytes)
-        return (f"Size: the raw file stays {size_ratio:.2f}× the parent's because ONNX stores every zero; "
-                f"gzip-compressed it is {gz:.2f}× the parent's compressed size, so it only saves space when "
-                "shipped or archived compressed.")
+    advice = _advice(m)
+    if advice and advice.size:
+        return advice.size(size_ratio, m.gzip_bytes / max(1, parent.gzip_bytes))
     if size_ratio > 1.0 + _SAME:
         return f"Size: the file is {size_ratio:.2f}× the parent's, larger, not smaller."
     return None

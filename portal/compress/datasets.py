@@ -13,18 +13,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..serving.dataio import read_input
 from ..errors import InvalidInputError, PortalError
+from ..serving.dataio import read_input
 from ..serving.images import IMAGE_SUFFIXES
+from ..services import ModelServices
 from ..storage.registry import ModelVersion
-
-if TYPE_CHECKING:
-    from ..core import Portal
 
 __all__ = ["DataSet", "load_data"]
 
@@ -47,7 +45,7 @@ class DataSet:
 
 
 def load_data(
-    portal: Portal,
+    services: ModelServices,
     version: ModelVersion,
     data: Any,
     *,
@@ -65,11 +63,11 @@ def load_data(
     Raises:
         InvalidInputError: no data, empty data, wrong columns, shape or types (the message says which).
     """
-    source, raw = _read(portal, version, data, purpose)
+    source, raw = _read(services, version, data, purpose)
     if label_column is None and data is None and isinstance(raw, pd.DataFrame):
         label_column = _guess_label(raw, version)
     try:
-        arrays, labels = _feeds(portal, version, raw, label_column)
+        arrays, labels = _feeds(services, version, raw, label_column)
     except PortalError as exc:
         raise type(exc)(f"{purpose} data ({source}): {exc.message}") from None
     rows = len(next(iter(arrays.values())))
@@ -84,9 +82,9 @@ def load_data(
     return DataSet(arrays, rows, labels, label_column if labels is not None else None, source, _digest(arrays, labels))
 
 
-def _read(portal: Portal, version: ModelVersion, data: Any, purpose: str) -> tuple[str, Any]:
+def _read(services: ModelServices, version: ModelVersion, data: Any, purpose: str) -> tuple[str, Any]:
     if data is None:
-        frame = portal.reference_frame(version.ref)
+        frame = services.reference_frame(version.ref)
         if frame is None:
             raise InvalidInputError(
                 f"no {purpose} data: {version.ref} has no reference data; upload a CSV, Parquet or npz file "
@@ -100,22 +98,22 @@ def _read(portal: Portal, version: ModelVersion, data: Any, purpose: str) -> tup
             if not images:
                 raise InvalidInputError(
                     f"the {purpose} folder {path.name!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            return f"{len(images)} images in {path.name}", portal.images_to_array(version, images)
+            return f"{len(images)} images in {path.name}", services.images_to_array(version, images)
         if not path.is_file():
             raise InvalidInputError(f"no such {purpose} file: {path}")
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return path.name, portal.images_to_array(version, [path])
+            return path.name, services.images_to_array(version, [path])
         return path.name, read_input(path)
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], (tuple, str, Path, bytes)):
-        return _read_many(portal, version, data, purpose)
+        return _read_many(services, version, data, purpose)
     return f"{type(data).__name__} given in memory", data
 
 
-def _read_many(portal: Portal, version: ModelVersion, items: Sequence[Any], purpose: str) -> tuple[str, Any]:
+def _read_many(services: ModelServices, version: ModelVersion, items: Sequence[Any], purpose: str) -> tuple[str, Any]:
     named = [(item[0], item[1]) if isinstance(item, tuple) else (Path(item).name, item) for item in items]
     images = [n for n, _ in named if Path(str(n)).suffix.lower() in IMAGE_SUFFIXES]
     if len(images) == len(named):
-        array = portal.images_to_array(version, [c for _, c in named], [str(n) for n, _ in named])
+        array = services.images_to_array(version, [c for _, c in named], [str(n) for n, _ in named])
         return f"{len(named)} images", array
     if len(named) == 1:
         name, content = named[0]
@@ -132,7 +130,7 @@ def _guess_label(frame: pd.DataFrame, version: ModelVersion) -> str | None:
 
 
 def _feeds(
-    portal: Portal, version: ModelVersion, raw: Any, label_column: str | None
+    services: ModelServices, version: ModelVersion, raw: Any, label_column: str | None
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     labels = None
     if label_column is not None:
@@ -150,7 +148,7 @@ def _feeds(
         image = _pixel_columns(version, raw)
         if image is not None:
             return image, labels
-    feeds = portal.coerce(version, raw, extra_columns="ignore")
+    feeds = services.coerce(version, raw, extra_columns="ignore")
     return dict(feeds.arrays), labels
 
 

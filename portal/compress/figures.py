@@ -8,18 +8,20 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from .measure import VersionMeasurement
+from .methods import REGISTRY
 
 __all__ = ["pareto_chart", "pareto_front"]
 
 _FONT = dict(family="Inter, 'Source Sans Pro', sans-serif", size=13)
-_COLORS = {
-    "parent": "#111827",
-    "int8-dynamic": "#2563eb",
-    "int8-static": "#7c3aed",
-    "fp16": "#f59e0b",
-    "prune": "#dc2626",
-    "optimized": "#059669",
-}
+_PARENT_COLOR = "#111827"
+_OTHER_COLOR = "#6b7280"
+
+
+def _color(method: str) -> str:
+    if method == "parent":
+        return _PARENT_COLOR
+    found = REGISTRY.get(method)
+    return found.color if found else _OTHER_COLOR
 
 
 def _agreement(m: VersionMeasurement) -> float:
@@ -72,7 +74,7 @@ def pareto_chart(
         fig.add_trace(go.Scatter(
             x=[m.latency[batch]["p50_ms"]], y=[_agreement(m)], mode="markers+text", name=f"{m.ref} ({method})",
             text=[m.ref], textposition="top center",
-            marker=dict(size=size, color=_COLORS.get(method, "#6b7280"), line=ring,
+            marker=dict(size=size, color=_color(method), line=ring,
                         symbol="diamond" if m.method is None else "circle", opacity=0.85),
             customdata=[[method, m.size_bytes / 1024, status or "-"]],
             hovertemplate=("%{text} · %{customdata[0]}<br>p50 %{x:.3f} ms<br>agreement %{y:.2%}"

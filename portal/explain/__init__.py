@@ -1,5 +1,13 @@
 """SHAP (and LIME) explanations of any version or variant, over the portal's own predict function.
 
+This package owns explaining a model: why a version answers what it does for
+given table rows or images (SHAP values, LIME surrogates), whether SHAP and LIME
+agree, whether a compressed variant still answers for its parent's reasons, the
+on-disk cache of results, and the figures and reports that show them. It asks
+the portal only for what :class:`~portal.services.ModelServices` offers (resolve
+a reference, coerce, predict, reference data), so it never imports
+:mod:`portal.core`; ``Portal.explain`` is an :class:`Explanations` over it.
+
     >>> from portal.explain import explain_rows, explain_images, warm_up_shap
     >>> warm_up_shap()                               # at start-up: compile shap in the background
     >>> e = explain_rows(portal, "wine", frame.head(5))
@@ -23,13 +31,28 @@ superpixel weights for images), under the same estimate, budget, seed and cache;
     >>> e = explain_rows(portal, "wine", frame.head(5), settings=ExplainSettings(method="lime"))
     >>> e.weights, e.intercepts, e.scores             # rows × features, rows, rows (local R²)
     >>> explain_agreement(portal, "wine", frame.head(20)).summary()
+
+Modules:
+
+    service        explain_rows, explain_images, clear_cache, and Explanations (all of it for one user)
+    types          what an explanation is asked with (ExplainSettings) and what SHAP returns
+    lime_types     what LIME returns, for rows and for images
+    job            what the four jobs share: model function, cache lookup, budget guard
+    tabular        SHAP on table rows: inputs and background, plan within budget, run
+    images         SHAP on images: partition explainer with a blur masker
+    lime           LIME on table rows, and its sample budget
+    lime_images    LIME on images: SLIC superpixels, one ridge fit per class
+    agreement      SHAP vs LIME on the same rows: rank correlation, top-k overlap, signs
+    drift          a variant's explanations vs its parent's on the same rows
+    model          the function explained: the portal's predict, output picking, the hard budget
+    data           rows and background as one numeric matrix; background summaries
+    shap           the one place that calls shap, and its start-up warm-up
+    cache          the on-disk cache of results, keyed by everything they depend on
+    figures        plotly figures, HTML report and CSV of SHAP explanations and drift
+    lime_figures   plotly figures, HTML report and CSV of LIME and of SHAP-vs-LIME agreement
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
-from typing import Any
 
 from .agreement import AgreementReport, agreement_jobs, explain_agreement
 from .data import BackgroundInfo
@@ -39,8 +62,9 @@ from .lime import LimeJob
 from .lime_images import LimeImageJob
 from .lime_types import LimeImageExplanation, LimeTabularExplanation
 from .model import BudgetExceededError, Progress
+from .service import Explanations, clear_cache, explain_images, explain_rows, images_job, rows_job
 from .shap import ExplanationError, is_warm, warm_up_shap
-from .tabular import TabularJob, cache_for
+from .tabular import TabularJob
 from .types import Attribution, Estimate, ExplainSettings, ImageExplanation, TabularExplanation
 
 __all__ = [
@@ -52,12 +76,14 @@ __all__ = [
     "Estimate",
     "ExplainSettings",
     "ExplanationError",
+    "Explanations",
     "ImageExplanation",
     "ImageJob",
     "LimeImageExplanation",
     "LimeImageJob",
     "LimeJob",
     "LimeTabularExplanation",
+    "Progress",
     "TabularExplanation",
     "TabularJob",
     "agreement_jobs",
@@ -67,57 +93,8 @@ __all__ = [
     "explain_drift",
     "explain_images",
     "explain_rows",
+    "images_job",
     "is_warm",
+    "rows_job",
     "warm_up_shap",
 ]
-
-
-def explain_rows(
-    portal: Any,
-    ref: Any,
-    rows: Any,
-    *,
-    background: Any = None,
-    target: str | int | None = None,
-    settings: ExplainSettings = ExplainSettings(),
-    progress: Progress | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> TabularExplanation | LimeTabularExplanation:
-    """Explain table rows of ``ref`` (any form ``Portal.predict`` accepts) with SHAP, or LIME.
-
-    Args:
-        background: a table (DataFrame, CSV/Parquet path or bytes); default the version's reference data.
-        target: the class (or output) to check exists; ``select(target)`` picks it from the result.
-            Required for non-classifiers with several outputs. LIME explains only this output
-            (default: each row's predicted class).
-        settings: ``method="lime"`` for LIME (a :class:`LimeTabularExplanation`).
-        progress: called with (fraction done, text) while it runs.
-
-    Raises:
-        InvalidInputError: bad rows or background, an image model, an unknown or missing target.
-        BudgetExceededError: even a capped run would not fit the budget, or a run overran it.
-    """
-    job_type = LimeJob if settings.method == "lime" else TabularJob
-    job = job_type(portal, ref, rows, background=background, target=target, settings=settings, clock=clock)
-    return job.run(progress=progress)
-
-
-def explain_images(
-    portal: Any,
-    ref: Any,
-    images: Any,
-    *,
-    target: str | int | None = None,
-    settings: ExplainSettings = ExplainSettings(),
-    progress: Progress | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> ImageExplanation | LimeImageExplanation:
-    """Explain images (paths, bytes, PIL images or a preprocessed array) for their top classes (SHAP or LIME)."""
-    job_type = LimeImageJob if settings.method == "lime" else ImageJob
-    job = job_type(portal, ref, images, target=target, settings=settings, clock=clock)
-    return job.run(progress=progress)
-
-
-def clear_cache(portal: Any) -> int:
-    """Remove every cached explanation of ``portal``; return how many were removed."""
-    return cache_for(portal).clear()

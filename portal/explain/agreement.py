@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
+from ..services import ModelServices
 from .drift import spearman, top_k_agreement
 from .lime import LimeJob
 from .lime_types import LimeTabularExplanation
@@ -172,7 +173,7 @@ def compare_attributions(
 
 
 def agreement_jobs(
-    portal: Any,
+    services: ModelServices,
     ref: Any,
     rows: Any = None,
     *,
@@ -181,19 +182,19 @@ def agreement_jobs(
     settings: ExplainSettings = ExplainSettings(),
 ) -> tuple[TabularJob, LimeJob]:
     """SHAP's and LIME's jobs on the same rows, background and settings (rows default: a seeded sample)."""
-    version = portal.get(ref)
-    frame, label = load_background(portal, version, background)
+    version = services.get(ref)
+    frame, label = load_background(services, version, background)
     if rows is None:
         rows = frame.sample(n=min(DEFAULT_ROWS, len(frame)), random_state=settings.seed) if len(frame) else frame
-    shap_job = TabularJob(portal, version, rows, background=frame, background_label=label, target=target,
+    shap_job = TabularJob(services, version, rows, background=frame, background_label=label, target=target,
                           settings=settings)
-    lime_job = LimeJob(portal, version, rows, background=frame, background_label=label, target=target,
+    lime_job = LimeJob(services, version, rows, background=frame, background_label=label, target=target,
                        settings=settings)
     return shap_job, lime_job
 
 
 def explain_agreement(
-    portal: Any,
+    services: ModelServices,
     ref: Any,
     rows: Any = None,
     *,
@@ -206,7 +207,7 @@ def explain_agreement(
     """Explain ``rows`` with SHAP and with LIME and compare the two, row by row and overall."""
     if top_k < 1:
         raise InvalidInputError(f"top_k must be at least 1 (not {top_k})")
-    shap_job, lime_job = agreement_jobs(portal, ref, rows, background=background, target=target, settings=settings)
+    shap_job, lime_job = agreement_jobs(services, ref, rows, background=background, target=target, settings=settings)
     first = None if progress is None else (lambda f, t: progress(0.5 * f, f"SHAP: {t}"))
     second = None if progress is None else (lambda f, t: progress(0.5 + 0.5 * f, f"LIME: {t}"))
     shap = shap_job.run(progress=first)

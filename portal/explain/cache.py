@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from ..services import ModelServices
     from .types import ExplainSettings
 
-__all__ = ["CachedResult", "ExplainCache", "library_version", "make_key"]
+__all__ = ["CachedResult", "ExplainCache", "cache_for", "library_version", "make_key"]
 
 _META = "__meta__"
 # fields of a result that describe the request, not the result: given back by ``restore``'s caller
@@ -100,6 +101,11 @@ class ExplainCache:
                 path.unlink()
                 count += 1
         return count
+
+
+def cache_for(services: ModelServices) -> ExplainCache:
+    """The explanation cache under the portal home of ``services``: ``<home>/cache/explain``."""
+    return ExplainCache(Path(services.settings.home) / "cache" / "explain")
 
 
 class CachedResult:

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
-from .images import ImageJob, _image_spec
+from ..services import ModelServices
+from ..storage.registry import ModelVersion
+from .images import ImageJob, takes_images
 from .model import Progress
 from .tabular import TabularJob, load_background
 from .types import ExplainSettings, ImageExplanation, TabularExplanation
-from ..storage.registry import ModelVersion
 
 __all__ = ["DriftReport", "drift_jobs", "explain_drift", "spearman", "top_k_agreement"]
 
@@ -83,7 +84,7 @@ class DriftReport:
 
 
 def explain_drift(
-    portal: Any,
+    services: ModelServices,
     variant_ref: Any,
     parent_ref: Any = None,
     rows: Any = None,
@@ -100,19 +101,19 @@ def explain_drift(
     ``parent_ref`` defaults to the variant's parent; ``rows`` to a sample of
     the parent's reference data (tabular) — image models need images.
     """
-    variant = portal.get(variant_ref)
-    parent = _parent(portal, variant, parent_ref)
+    variant = services.get(variant_ref)
+    parent = _parent(services, variant, parent_ref)
     if top_k < 1:
         raise InvalidInputError(f"top_k must be at least 1 (not {top_k})")
     halves = _halves(progress)
-    if _takes_images(parent):
+    if takes_images(parent):
         if rows is None:
             raise InvalidInputError(f"{parent.ref} takes images; give the images to compare on")
         p_values, v_values, names, explained, p_expl, v_expl = _image_pair(
-            portal, parent, variant, rows, target, settings, halves)
+            services, parent, variant, rows, target, settings, halves)
     else:
         p_values, v_values, names, explained, p_expl, v_expl = _tabular_pair(
-            portal, parent, variant, rows, background, target, settings, halves)
+            services, parent, variant, rows, background, target, settings, halves)
     return _report(parent.ref, variant.ref, top_k, max_changes, names, explained, p_values, v_values, p_expl, v_expl)
 
 
@@ -122,16 +123,8 @@ def _halves(progress: Progress | None) -> tuple[Progress | None, Progress | None
     return (lambda f, t: progress(0.5 * f, f"parent: {t}")), (lambda f, t: progress(0.5 + 0.5 * f, f"variant: {t}"))
 
 
-def _takes_images(version: ModelVersion) -> bool:
-    try:
-        _image_spec(version)
-    except InvalidInputError:
-        return False
-    return True
-
-
 def drift_jobs(
-    portal: Any,
+    services: ModelServices,
     variant_ref: Any,
     parent_ref: Any = None,
     rows: Any = None,
@@ -141,27 +134,27 @@ def drift_jobs(
     settings: ExplainSettings = ExplainSettings(),
 ) -> tuple[TabularJob, TabularJob]:
     """The parent's and the variant's jobs on the same rows and background (the parent's reference data)."""
-    variant = portal.get(variant_ref)
-    parent = _parent(portal, variant, parent_ref)
-    frame, label = load_background(portal, parent, background)
+    variant = services.get(variant_ref)
+    parent = _parent(services, variant, parent_ref)
+    frame, label = load_background(services, parent, background)
     if rows is None:
         rows = frame.sample(n=min(DEFAULT_ROWS, len(frame)), random_state=settings.seed) if len(frame) else frame
     return tuple(  # type: ignore[return-value]
-        TabularJob(portal, v, rows, background=frame, background_label=label, target=target, settings=settings)
+        TabularJob(services, v, rows, background=frame, background_label=label, target=target, settings=settings)
         for v in (parent, variant)
     )
 
 
-def _parent(portal: Any, variant: ModelVersion, parent_ref: Any) -> ModelVersion:
+def _parent(services: ModelServices, variant: ModelVersion, parent_ref: Any) -> ModelVersion:
     parent_ref = parent_ref or variant.parent
     if not parent_ref:
         raise InvalidInputError(f"{variant.ref} is not a variant (it has no parent); name the version to compare with")
-    return portal.get(parent_ref)
+    return services.get(parent_ref)
 
 
-def _tabular_pair(portal: Any, parent: ModelVersion, variant: ModelVersion, rows: Any, background: Any,
+def _tabular_pair(services: ModelServices, parent: ModelVersion, variant: ModelVersion, rows: Any, background: Any,
                   target: Any, settings: ExplainSettings, halves: tuple[Any, Any]) -> tuple[Any, ...]:
-    parent_job, variant_job = drift_jobs(portal, variant, parent, rows, background=background, target=target,
+    parent_job, variant_job = drift_jobs(services, variant, parent, rows, background=background, target=target,
                                          settings=settings)
     p_expl = parent_job.run(progress=halves[0])
     v_expl = variant_job.run(progress=halves[1])
@@ -175,12 +168,12 @@ def _tabular_pair(portal: Any, parent: ModelVersion, variant: ModelVersion, rows
             explained, p_expl, v_expl)
 
 
-def _image_pair(portal: Any, parent: ModelVersion, variant: ModelVersion, images: Any, target: Any,
+def _image_pair(services: ModelServices, parent: ModelVersion, variant: ModelVersion, images: Any, target: Any,
                 settings: ExplainSettings, halves: tuple[Any, Any]) -> tuple[Any, ...]:
     from dataclasses import replace
 
     one = replace(settings, top_classes=1)
-    p_expl = ImageJob(portal, parent, images, target=target, settings=one).run(progress=halves[0])
+    p_expl = ImageJob(services, parent, images, target=target, settings=one).run(progress=halves[0])
     classes = p_expl.class_indices[:, 0]
     n = len(classes)
     p_values = p_expl.values[..., 0].reshape(n, -1)
@@ -189,7 +182,7 @@ def _image_pair(portal: Any, parent: ModelVersion, variant: ModelVersion, images
     variants = []
     for c in np.unique(classes):
         picked = np.flatnonzero(classes == c)
-        job = ImageJob(portal, variant, _model_layout(p_expl.images[picked], variant), target=int(c), settings=one)
+        job = ImageJob(services, variant, _model_layout(p_expl.images[picked], variant), target=int(c), settings=one)
         expl = job.run(progress=halves[1])
         v_values[picked] = expl.values[..., 0].reshape(len(picked), -1)
         variants.append(expl)

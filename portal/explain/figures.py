@@ -8,7 +8,7 @@
     drift_rows           per-row rank correlation and top-k agreement of a variant vs its parent
     drift_importance     global importances of parent and variant side by side
     html_report          a standalone HTML page (plotly inlined) for selected rows
-    standalone_html      the page itself, shared with the LIME and agreement reports (explain_lime_figures)
+    standalone_html      the page itself, shared with the LIME and agreement reports (lime_figures)
     shap_csv             SHAP values as CSV bytes, formula-escaped
 """
 
@@ -45,15 +45,16 @@ NEGATIVE = "#2563eb"  # pushes it down (blue)
 NEUTRAL = "#64748b"
 PARENT = "#2563eb"
 VARIANT = "#f59e0b"
-_FONT = dict(family="Inter, 'Source Sans Pro', sans-serif", size=13)
+FONT = dict(family="Inter, 'Source Sans Pro', sans-serif", size=13)
 _SCALE = "RdBu_r"
 # blue (against) → transparent (no effect) → red (for): the image shows through where SHAP ≈ 0
-_OVERLAY = [[0.0, "rgba(37,99,235,0.95)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(220,38,38,0.95)"]]
+OVERLAY = [[0.0, "rgba(37,99,235,0.95)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(220,38,38,0.95)"]]
 
 
-def _style(fig: go.Figure, *, title: str, x: str, y: str, height: int) -> go.Figure:
+def style(fig: go.Figure, *, title: str, x: str, y: str, height: int) -> go.Figure:
+    """The look every explanation figure shares: title top left, white template, labelled axes."""
     fig.update_layout(
-        title=dict(text=title, x=0, xanchor="left", font=dict(size=15)), template="plotly_white", font=_FONT,
+        title=dict(text=title, x=0, xanchor="left", font=dict(size=15)), template="plotly_white", font=FONT,
         height=height, margin=dict(l=10, r=10, t=60, b=10), showlegend=len(fig.data) > 1,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
     )
@@ -62,7 +63,8 @@ def _style(fig: go.Figure, *, title: str, x: str, y: str, height: int) -> go.Fig
     return fig
 
 
-def _fmt(value: Any) -> str:
+def label_value(value: Any) -> str:
+    """A value for a figure label: numbers to 4 significant digits, anything else as text."""
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.4g}"
     return str(value)
@@ -84,7 +86,7 @@ def waterfall(
     chosen = expl.select(target)
     values, base, output = chosen.values[row], float(chosen.base_values[row]), float(chosen.outputs[row])
     order = _order(values, max_features)
-    labels = [f"{expl.feature_names[j]} = {_fmt(expl.data.iloc[row, j])}" for j in order]
+    labels = [f"{expl.feature_names[j]} = {label_value(expl.data.iloc[row, j])}" for j in order]
     deltas = [float(values[j]) for j in order]
     rest = float(values.sum() - sum(deltas))
     if len(values) > len(order):
@@ -93,7 +95,7 @@ def waterfall(
     fig = go.Figure(go.Waterfall(
         orientation="h", measure=["absolute", *["relative"] * len(deltas), "total"],
         y=["base value", *labels, f"output ({chosen.targets[row]})"], x=[base, *deltas, output],
-        text=[_fmt(base), *[f"{d:+.4g}" for d in deltas], _fmt(output)], textposition="outside",
+        text=[label_value(base), *[f"{d:+.4g}" for d in deltas], label_value(output)], textposition="outside",
         increasing=dict(marker=dict(color=POSITIVE)), decreasing=dict(marker=dict(color=NEGATIVE)),
         totals=dict(marker=dict(color=NEUTRAL)), connector=dict(line=dict(color="#cbd5e1", width=1)),
         hovertemplate="%{y}: %{x:.4g}<extra></extra>", cliponaxis=False,
@@ -103,8 +105,9 @@ def waterfall(
     low, high = min(0.0, float(running.min()), output), max(float(running.max()), output, base)
     pad = 0.15 * (high - low or 1.0)
     fig.update_xaxes(range=[low - (pad if low < 0 else 0), high + pad])
-    title = f"Why {label or f'row {row}'} → {chosen.targets[row]} = {_fmt(output)} (base value {_fmt(base)})"
-    return _style(fig, title=title, x=_output_axis(expl), y="", height=max(260, 90 + 30 * (len(labels) + 2)))
+    title = (f"Why {label or f'row {row}'} → {chosen.targets[row]} = {label_value(output)} "
+             f"(base value {label_value(base)})")
+    return style(fig, title=title, x=_output_axis(expl), y="", height=max(260, 90 + 30 * (len(labels) + 2)))
 
 
 def _output_axis(expl: TabularExplanation) -> str:
@@ -123,7 +126,7 @@ def importance_bar(expl: TabularExplanation, *, target: str | int | None = None,
         hovertemplate="%{y}: mean |SHAP| %{x:.4g}<extra></extra>",
     ))
     fig.update_yaxes(type="category")
-    return _style(fig, title=f"Global importance over {len(chosen.values)} row(s)", x="mean |SHAP value|",
+    return style(fig, title=f"Global importance over {len(chosen.values)} row(s)", x="mean |SHAP value|",
                   y="", height=max(240, 70 + 26 * len(order)))
 
 
@@ -148,7 +151,7 @@ def beeswarm(
         xs.append(chosen.values[:, j])
         ys.append(np.full(n, float(len(order) - 1 - rank)) + rng.uniform(-0.3, 0.3, n))
         colors.append(_normalized(expl.matrix[:, j]))
-        hover.extend(f"row {i}: {expl.feature_names[j]} = {_fmt(expl.data.iloc[i, j])}" for i in range(n))
+        hover.extend(f"row {i}: {expl.feature_names[j]} = {label_value(expl.data.iloc[i, j])}" for i in range(n))
     fig = go.Figure(go.Scattergl(
         x=np.concatenate(xs), y=np.concatenate(ys), mode="markers", text=hover,
         marker=dict(color=np.concatenate(colors), colorscale=_SCALE, size=7, opacity=0.8, cmin=0, cmax=1,
@@ -157,7 +160,7 @@ def beeswarm(
     ))
     fig.update_yaxes(tickvals=list(range(len(order))), ticktext=[expl.feature_names[j] for j in order[::-1]])
     fig.add_vline(x=0, line_color="#94a3b8", line_width=1)
-    return _style(fig, title=f"SHAP values of {len(chosen.values)} row(s), by feature", x="SHAP value", y="",
+    return style(fig, title=f"SHAP values of {len(chosen.values)} row(s), by feature", x="SHAP value", y="",
                   height=max(280, 80 + 32 * len(order)))
 
 
@@ -176,7 +179,7 @@ def dependence(
         column = expl.data[color_by]
         if expl.data[color_by].dtype.kind in "iuf":
             marker.update(color=column.to_numpy(), colorscale=_SCALE, colorbar=dict(title=color_by))
-            text = [f"row {i}, {color_by} = {_fmt(v)}" for i, v in enumerate(column)]
+            text = [f"row {i}, {color_by} = {label_value(v)}" for i, v in enumerate(column)]
         else:
             for category in pd.unique(column):
                 mask = (column == category).to_numpy()
@@ -189,7 +192,7 @@ def dependence(
                                  hovertemplate=f"%{{text}}<br>{feature} = %{{x}}<br>SHAP %{{y:.4g}}<extra></extra>"))
     fig.add_hline(y=0, line_color="#94a3b8", line_width=1)
     by = f", coloured by {color_by}" if color_by else ""
-    return _style(fig, title=f"Dependence on {feature}{by}", x=feature, y=f"SHAP value of {feature}", height=380)
+    return style(fig, title=f"Dependence on {feature}{by}", x=feature, y=f"SHAP value of {feature}", height=380)
 
 
 def _feature_index(expl: TabularExplanation, feature: str) -> int:
@@ -216,13 +219,13 @@ def image_overlay(expl: ImageExplanation, row: int = 0, *, max_classes: int = 3)
         heat = expl.values[row, ..., i].sum(axis=2)
         fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, hoverinfo="skip"), 1, i + 2)
         fig.add_trace(go.Heatmap(
-            z=heat, colorscale=_OVERLAY, zmin=-limit, zmax=limit, showscale=i == k - 1,
+            z=heat, colorscale=OVERLAY, zmin=-limit, zmax=limit, showscale=i == k - 1,
             colorbar=dict(title="SHAP"), hovertemplate="SHAP %{z:.4f}<extra></extra>",
         ), 1, i + 2)
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(title=dict(text=f"Image {row}: where the evidence for each class lies (red for, blue against)",
-                                 x=0, font=dict(size=15)), template="plotly_white", font=_FONT, height=340,
+                                 x=0, font=dict(size=15)), template="plotly_white", font=FONT, height=340,
                       margin=dict(l=10, r=10, t=80, b=10))
     return fig
 
@@ -238,7 +241,7 @@ def drift_rows(report: DriftReport) -> go.Figure:
     fig.update_layout(barmode="group")
     lowest = float(np.nanmin(report.per_row["spearman"].to_numpy(dtype=float), initial=0))
     fig.update_yaxes(range=[min(0.0, lowest), 1.05])
-    return _style(fig, title=f"Explanation agreement of {report.variant_ref} with {report.parent_ref}", x="",
+    return style(fig, title=f"Explanation agreement of {report.variant_ref} with {report.parent_ref}", x="",
                   y="agreement", height=340)
 
 
@@ -252,7 +255,7 @@ def drift_importance(report: DriftReport, *, max_features: int = 15) -> go.Figur
     ])
     fig.update_layout(barmode="group")
     fig.update_yaxes(type="category")
-    return _style(fig, title="Global importance, parent vs variant", x="mean |SHAP value|", y="",
+    return style(fig, title="Global importance, parent vs variant", x="mean |SHAP value|", y="",
                   height=max(260, 80 + 40 * len(table)))
 
 

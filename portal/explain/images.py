@@ -16,17 +16,17 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
-from .cache import make_key
+from ..serving.images import is_image_signature
+from ..services import ModelServices
+from ..storage.registry import ModelVersion
+from .cache import cache_for, make_key
 from .data import hash_array
 from .job import ExplainJob
 from .model import BudgetExceededError, Progress, measure_latency
-from .shap import image_values
-from .tabular import _shap_version, cache_for
-from .types import Estimate, ExplainSettings, ImageExplanation, _resolve
-from ..serving.images import is_image_signature
-from ..storage.registry import ModelVersion
+from .shap import image_values, shap_version
+from .types import Estimate, ExplainSettings, ImageExplanation, output_index
 
-__all__ = ["ImageJob"]
+__all__ = ["ImageJob", "image_input", "takes_images"]
 
 FORMAT = 1
 DEFAULT_IMAGE_EVALS = 300
@@ -38,12 +38,22 @@ MAX_CALL_BYTES = 64 * 1024**2
 SHAP_SECONDS_PER_IMAGE_EVAL = 6e-4
 
 
-def _image_spec(version: ModelVersion) -> dict[str, Any]:
+def image_input(version: ModelVersion) -> dict[str, Any]:
+    """The signature's one image input (N × C × H × W or N × H × W × C); refused for a table model."""
     specs = version.signature.get("inputs", [])
     shape = specs[0].get("shape") if specs else None
     if not is_image_signature(version.signature, version.preprocessing) or not shape or len(shape) != 4:
         raise InvalidInputError(f"{version.ref} takes table rows, not images; explain it with rows of a table")
     return specs[0]
+
+
+def takes_images(version: ModelVersion) -> bool:
+    """Whether ``version`` is an image model (explained with :class:`ImageJob`)."""
+    try:
+        image_input(version)
+    except InvalidInputError:
+        return False
+    return True
 
 
 def _is_table(data: Any) -> bool:
@@ -57,7 +67,7 @@ class ImageJob(ExplainJob):
 
     def __init__(
         self,
-        portal: Any,
+        services: ModelServices,
         ref: Any,
         images: Any,
         *,
@@ -65,20 +75,20 @@ class ImageJob(ExplainJob):
         settings: ExplainSettings = ExplainSettings(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.portal = portal
-        self.version = portal.get(ref)
-        spec = _image_spec(self.version)
+        self.services = services
+        self.version = services.get(ref)
+        spec = image_input(self.version)
         self.layout = (self.version.preprocessing or {}).get("layout", "NCHW")
         self.input_name = spec["name"]
         self.settings = settings
         self.clock = clock
         self.images = self._to_hwc(self._load(images, spec))
-        self.cache = cache_for(portal)
-        self.target = None if target is None else _resolve(target, list(self.picker.names), True)
+        self.cache = cache_for(services)
+        self.target = None if target is None else output_index(target, list(self.picker.names), True)
         height, width = self.images.shape[1:3]
         self.blur = settings.blur or max(2, min(height, width) // 2)
         self.key = make_key({
-            "kind": "image", "format": FORMAT, "shap": _shap_version(), "blob": self.version.blob_sha,
+            "kind": "image", "format": FORMAT, "shap": shap_version(), "blob": self.version.blob_sha,
             "labels": self.version.class_labels, "prep": self.version.preprocessing, "target": self.target,
             "images": hash_array(self.images), "blur": self.blur, "settings": settings.key(),
         })
@@ -99,7 +109,7 @@ class ImageJob(ExplainJob):
             array = array.astype(np.float32)
         else:
             items = list(images) if isinstance(images, (list, tuple)) else [images]
-            array = self.portal.images_to_array(self.version, items)
+            array = self.services.images_to_array(self.version, items)
         if len(array) == 0:
             raise InvalidInputError("no images given; give at least one image file")
         if not np.isfinite(array).all():

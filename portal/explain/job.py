@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..services import ModelServices
+from ..storage.registry import ModelVersion
 from .cache import CachedResult, ExplainCache
 from .model import Guard, ModelFunction, OutputPicker, Progress
 from .types import ExplainSettings
-from ..storage.registry import ModelVersion
 
 __all__ = ["ExplainJob"]
 
@@ -31,7 +32,7 @@ class ExplainJob:
     how their rows or images reach the model.
     """
 
-    portal: Any
+    services: ModelServices
     version: ModelVersion
     settings: ExplainSettings
     clock: Callable[[], float]
@@ -47,12 +48,12 @@ class ExplainJob:
     @cached_property
     def picker(self) -> OutputPicker:
         to_feeds, explained = self._model_inputs()
-        return OutputPicker.build(self.version, self.portal.predict(self.version, to_feeds(explained)))
+        return OutputPicker.build(self.version, self.services.predict(self.version, to_feeds(explained)))
 
     @cached_property
     def function(self) -> ModelFunction:
         to_feeds, _ = self._model_inputs()
-        return ModelFunction(self.portal, self.version, to_feeds, self.picker)
+        return ModelFunction(self.services, self.version, to_feeds, self.picker)
 
     @property
     def cached(self) -> bool:

@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import PortalError
-from .cache import library_version, make_key
+from ..services import ModelServices
+from .cache import cache_for, library_version, make_key
 from .data import BackgroundInfo, check_tabular, hash_array
-from .lime_types import LimeTabularExplanation
 from .job import ExplainJob
+from .lime_types import LimeTabularExplanation
 from .model import BudgetExceededError, Progress, measure_latency
 from .shap import ExplanationError
-from .tabular import _resolve_target, cache_for, load_inputs
-from .types import MIN_LIME_SAMPLES, Estimate, ExplainSettings, _resolve
+from .tabular import load_inputs
+from .types import MIN_LIME_SAMPLES, Estimate, ExplainSettings, check_target, output_index
 
 __all__ = ["LimeJob", "lime_rows", "lime_translate"]
 
@@ -146,7 +147,7 @@ class LimeJob(ExplainJob):
 
     def __init__(
         self,
-        portal: Any,
+        services: ModelServices,
         ref: Any,
         rows: Any,
         *,
@@ -156,21 +157,21 @@ class LimeJob(ExplainJob):
         clock: Callable[[], float] = time.monotonic,
         background_label: str | None = None,
     ) -> None:
-        self.portal = portal
-        self.version = portal.get(ref)
+        self.services = services
+        self.version = services.get(ref)
         check_tabular(self.version)
         self.settings = settings
         self.clock = clock
-        self.codec, self.rows, pool, source, dropped = load_inputs(portal, self.version, rows, background)
+        self.codec, self.rows, pool, source, dropped = load_inputs(services, self.version, rows, background)
         self.training, method = self._training(pool)
         self.info = BackgroundInfo(background_label or source, method, len(self.training), len(pool), dropped,
                                    settings.seed)
-        self.cache = cache_for(portal)
+        self.cache = cache_for(services)
         self.key = self._key(target)
         self._hit = self.cache.get(self.key)
         names, classifier = self._outputs()
-        _resolve_target(target, names, classifier, self.version.ref)
-        self.target = None if target is None else _resolve(target, names, classifier)
+        check_target(target, names, classifier, self.version.ref)
+        self.target = None if target is None else output_index(target, names, classifier)
 
     def _training(self, pool: np.ndarray) -> tuple[np.ndarray, str]:
         if len(pool) <= MAX_TRAINING_ROWS:

@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 
 from ..serving.dataio import frame_to_csv_bytes
 from .agreement import AgreementReport
-from .figures import _FONT, _OVERLAY, NEGATIVE, POSITIVE, _fmt, _style, standalone_html
+from .figures import FONT, NEGATIVE, OVERLAY, POSITIVE, label_value, standalone_html, style
 from .lime_types import LimeImageExplanation, LimeTabularExplanation
 
 __all__ = ["agreement_importance", "agreement_row", "agreement_rows", "lime_csv", "lime_importance", "lime_report",
@@ -51,19 +51,19 @@ def lime_weights(expl: LimeTabularExplanation, row: int = 0, *, max_features: in
     low, high = min(0.0, float(weights[order].min())), max(0.0, float(weights[order].max()))
     pad = 0.22 * (high - low or 1.0)  # room for the value labels outside the bars
     fig.update_xaxes(range=[low - (pad if low < 0 else 0), high + (pad if high > 0 else 0)])
-    title = (f"LIME for {label or f'row {row}'} → {expl.targets[row]} = {_fmt(expl.model_outputs[row])} "
-             f"(surrogate {_fmt(expl.local_predictions[row])}, intercept {_fmt(expl.intercepts[row])}, "
+    title = (f"LIME for {label or f'row {row}'} → {expl.targets[row]} = {label_value(expl.model_outputs[row])} "
+             f"(surrogate {label_value(expl.local_predictions[row])}, intercept {label_value(expl.intercepts[row])}, "
              f"local R² {expl.scores[row]:.2f})")
     axis = "LIME weight (change of the output when the condition holds)" if expl.discretize \
         else "LIME weight (per standard deviation)"
-    return _style(fig, title=title, x=axis, y="", height=max(260, 90 + 30 * len(order)))
+    return style(fig, title=title, x=axis, y="", height=max(260, 90 + 30 * len(order)))
 
 
 def _condition(expl: LimeTabularExplanation, row: int, j: int) -> str:
     condition = expl.conditions[row][j]
     if expl.discretize or "=" in condition:
         return condition
-    return f"{condition} = {_fmt(expl.data.iloc[row, j])}"
+    return f"{condition} = {label_value(expl.data.iloc[row, j])}"
 
 
 def lime_importance(expl: LimeTabularExplanation, *, max_features: int = 20) -> go.Figure:
@@ -76,7 +76,7 @@ def lime_importance(expl: LimeTabularExplanation, *, max_features: int = 20) -> 
         hovertemplate="%{y}: mean |weight| %{x:.4g}<extra></extra>",
     ))
     fig.update_yaxes(type="category")
-    return _style(fig, title=f"LIME importance over {len(expl.weights)} row(s) (mean local R² "
+    return style(fig, title=f"LIME importance over {len(expl.weights)} row(s) (mean local R² "
                   f"{float(np.mean(expl.scores)):.2f})", x="mean |LIME weight|", y="",
                   height=max(240, 70 + 26 * len(order)))
 
@@ -118,7 +118,7 @@ def lime_superpixels(expl: LimeImageExplanation, row: int = 0, *, max_classes: i
         heat = expl.pixel_weights(row, j)
         fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, hoverinfo="skip"), 1, j + 2)
         fig.add_trace(go.Heatmap(
-            z=heat, customdata=expl.segments[row], colorscale=_OVERLAY, zmin=-limit, zmax=limit,
+            z=heat, customdata=expl.segments[row], colorscale=OVERLAY, zmin=-limit, zmax=limit,
             showscale=j == k - 1, colorbar=dict(title="weight"),
             hovertemplate="superpixel %{customdata}: weight %{z:.4g}<extra></extra>",
         ), 1, j + 2)
@@ -128,7 +128,7 @@ def lime_superpixels(expl: LimeImageExplanation, row: int = 0, *, max_classes: i
                      scaleanchor="x")
     fig.update_xaxes(range=[-0.5, width - 0.5], showticklabels=False, showgrid=False, zeroline=False)
     fig.update_layout(title=dict(text=f"Image {row}: LIME superpixel weights (red for the class, blue against)",
-                                 x=0, font=dict(size=15)), template="plotly_white", font=_FONT, height=340,
+                                 x=0, font=dict(size=15)), template="plotly_white", font=FONT, height=340,
                       margin=dict(l=10, r=10, t=80, b=10))
     return fig
 
@@ -150,7 +150,7 @@ def agreement_rows(report: AgreementReport) -> go.Figure:
     lowest = float(np.nanmin(report.per_row["spearman"].to_numpy(dtype=float), initial=0))
     fig.update_yaxes(range=[min(0.0, lowest) - 0.05, 1.15])
     fig.update_xaxes(type="category")
-    return _style(fig, title=f"SHAP vs LIME per row on {report.ref} (shaded: where they disagree most)", x="",
+    return style(fig, title=f"SHAP vs LIME per row on {report.ref} (shaded: where they disagree most)", x="",
                   y="agreement", height=360)
 
 
@@ -172,7 +172,7 @@ def agreement_row(report: AgreementReport, row: int, *, max_features: int = 10) 
     r = report.per_row.iloc[row]
     title = (f"Row {row} ({r['explained']}): rank correlation {r['spearman']:.2f}, "
              f"top-{report.top_k} overlap {r['top_k_overlap']:.2f}, LIME R² {r['lime_r2']:.2f}")
-    return _style(fig, title=title, x="", y="", height=max(280, 90 + 30 * len(order)))
+    return style(fig, title=title, x="", y="", height=max(280, 90 + 30 * len(order)))
 
 
 def agreement_importance(report: AgreementReport, *, max_features: int = 15) -> go.Figure:
@@ -189,7 +189,7 @@ def agreement_importance(report: AgreementReport, *, max_features: int = 15) -> 
     fig.update_layout(barmode="group")
     fig.update_yaxes(type="category")
     fig.update_xaxes(tickformat=".0%")
-    return _style(fig, title="Global importance: share of each feature, SHAP vs LIME", x="share of mean |attribution|",
+    return style(fig, title="Global importance: share of each feature, SHAP vs LIME", x="share of mean |attribution|",
                   y="", height=max(260, 80 + 40 * len(table)))
 
 

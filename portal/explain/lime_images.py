@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError, PortalError
-from .cache import library_version, make_key
+from ..services import ModelServices
+from .cache import cache_for, library_version, make_key
 from .data import hash_array
 from .images import ImageJob
+from .job import ExplainJob
 from .lime import fit_samples, lime_translate
 from .lime_types import LimeImageExplanation
-from .job import ExplainJob
 from .model import ModelFunction, OutputPicker, Progress, measure_latency
-from .tabular import cache_for
 from .types import Estimate, ExplainSettings
 
 __all__ = ["LimeImageJob", "superpixels"]
@@ -131,7 +131,7 @@ class LimeImageJob(ExplainJob):
 
     def __init__(
         self,
-        portal: Any,
+        services: ModelServices,
         ref: Any,
         images: Any,
         *,
@@ -139,7 +139,7 @@ class LimeImageJob(ExplainJob):
         settings: ExplainSettings = ExplainSettings(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.images_job = ImageJob(portal, ref, images, target=target, settings=settings, clock=clock)
+        self.images_job = ImageJob(services, ref, images, target=target, settings=settings, clock=clock)
         self.version = self.images_job.version
         self.images = self.images_job.images
         if self.images.shape[3] not in (1, 3):
@@ -148,7 +148,7 @@ class LimeImageJob(ExplainJob):
         self.settings = settings
         self.clock = clock
         self.segment_count = settings.lime_segments or default_segments(*self.images.shape[1:3])
-        self.cache = cache_for(portal)
+        self.cache = cache_for(services)
         self.key = make_key({
             "kind": "lime-image", "format": FORMAT, "lime": library_version("lime"),
             "skimage": library_version("scikit-image"), "blob": self.version.blob_sha,

@@ -24,7 +24,7 @@ import pandas as pd
 from ..errors import InvalidInputError
 from .cache import CachedResult
 from .data import BackgroundInfo
-from .types import Attribution, ExplainSettings, _resolve, _show
+from .types import Attribution, ExplainSettings, output_index, show_value
 
 __all__ = ["LimeImageExplanation", "LimeTabularExplanation"]
 
@@ -78,7 +78,7 @@ class LimeTabularExplanation(CachedResult):
     def select(self, target: str | int | None = None) -> Attribution:
         """Contributions, intercepts and surrogate predictions in SHAP's :class:`Attribution` form."""
         if target is not None:
-            index = _resolve(target, self.output_names, self.classifier)
+            index = output_index(target, self.output_names, self.classifier)
             if not (self.target_index == index).all():
                 raise InvalidInputError(
                     f"this LIME explanation is of {', '.join(sorted(set(self.targets)))}; "
@@ -121,7 +121,7 @@ class LimeTabularExplanation(CachedResult):
                          f"local R² {self.scores[i]:.3f})")
             for j in np.argsort(-np.abs(self.weights[i]), kind="stable")[:top]:
                 lines.append(f"  {self.weights[i, j]:+.4g}  {self.conditions[i][j]}"
-                             + ("" if self.discretize else f" (= {_show(self.data.iloc[i, j])})"))
+                             + ("" if self.discretize else f" (= {show_value(self.data.iloc[i, j])})"))
         lines.append(f"{self.describe_method()}; {self.training.describe()}")
         lines.append("from the cache" if self.from_cache else f"{self.seconds:.2f} s, {self.model_rows:,} model rows")
         lines.extend(f"note: {note}" for note in self.notes)

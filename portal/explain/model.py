@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, PortalError
 from ..serving.predict import Prediction, softmax
+from ..services import ModelServices
 from ..storage.registry import ModelVersion
 
 __all__ = ["BudgetExceededError", "Guard", "ModelFunction", "OutputPicker", "measure_latency"]
@@ -132,13 +133,13 @@ class ModelFunction:
 
     def __init__(
         self,
-        portal: Any,
+        services: ModelServices,
         version: ModelVersion,
         to_feeds: Callable[[np.ndarray], Any],
         picker: OutputPicker,
         guard: Guard | None = None,
     ) -> None:
-        self.portal = portal
+        self.services = services
         self.version = version
         self.to_feeds = to_feeds
         self.picker = picker
@@ -150,14 +151,14 @@ class ModelFunction:
             self.guard.charge(rows)
         # allow_nan: every row is a mix of checked rows and background, so the
         # per-call scan for NaN would only cost time
-        prediction = self.portal.predict(self.version, self.to_feeds(batch), allow_nan=True)
+        prediction = self.services.predict(self.version, self.to_feeds(batch), allow_nan=True)
         out = self.picker(prediction)
         if self.guard is not None:
             self.guard.done(rows)
         return out
 
     def with_guard(self, guard: Guard) -> ModelFunction:
-        return ModelFunction(self.portal, self.version, self.to_feeds, self.picker, guard)
+        return ModelFunction(self.services, self.version, self.to_feeds, self.picker, guard)
 
 
 def measure_latency(function: Callable[[np.ndarray], Any], sample: np.ndarray, *, rows: int = 1024) -> float:

@@ -8,6 +8,7 @@ outputs), in a daemon thread, so the first user never waits for the compiler.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..errors import PortalError
 
-__all__ = ["ExplanationError", "image_values", "is_warm", "tabular_values", "warm_up_shap"]
+__all__ = ["ExplanationError", "image_values", "is_warm", "shap_version", "tabular_values", "warm_up_shap"]
 
 log = logging.getLogger("portal.explain")
 
@@ -37,6 +38,14 @@ class ExplanationError(PortalError):
     """shap failed on a model or data the portal accepted."""
 
     status = 500
+
+
+@functools.lru_cache(maxsize=1)
+def shap_version() -> str:
+    """The installed shap's version (part of every SHAP cache key: another release may explain differently)."""
+    from importlib.metadata import version
+
+    return version("shap")
 
 
 def _translate(exc: Exception) -> ExplanationError:

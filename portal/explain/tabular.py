@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -17,19 +16,20 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..serving.dataio import read_input
 from ..errors import InvalidInputError
-from .cache import ExplainCache, make_key
+from ..ingest.modelinfo import numpy_dtype
+from ..serving.dataio import read_input
+from ..serving.signature import Feeds
+from ..services import ModelServices
+from ..storage.registry import ModelVersion
+from .cache import cache_for, make_key
 from .data import BackgroundInfo, TabularCodec, check_tabular, hash_array, summarize_background
 from .job import ExplainJob
 from .model import BudgetExceededError, Progress, measure_latency
-from .shap import tabular_values
-from .types import Estimate, ExplainSettings, TabularExplanation, _resolve
-from ..ingest.modelinfo import numpy_dtype
-from ..storage.registry import ModelVersion
-from ..serving.signature import Feeds
+from .shap import shap_version, tabular_values
+from .types import Estimate, ExplainSettings, TabularExplanation, check_target
 
-__all__ = ["TabularInputs", "TabularJob", "cache_for", "load_background", "load_inputs"]
+__all__ = ["TabularInputs", "TabularJob", "load_background", "load_inputs"]
 
 FORMAT = 1
 DEFAULT_PERMUTATION_EVALS = 500
@@ -44,25 +44,14 @@ MAX_CALL_BYTES = 256 * 1024**2
 MAX_EXACT_FEATURES = 12
 
 
-def cache_for(portal: Any) -> ExplainCache:
-    return ExplainCache(Path(portal.settings.home) / "cache" / "explain")
-
-
-@functools.lru_cache(maxsize=1)
-def _shap_version() -> str:
-    from importlib.metadata import version
-
-    return version("shap")
-
-
-def load_background(portal: Any, version: ModelVersion, background: Any) -> tuple[Any, str]:
+def load_background(services: ModelServices, version: ModelVersion, background: Any) -> tuple[Any, str]:
     """The background table and where it came from: given, or the version's reference data."""
     if background is None:
         owner = version.ref
-        frame = portal.reference_frame(owner)
+        frame = services.reference_frame(owner)
         if frame is None and version.parent:  # a variant answers to its parent's data
-            owner = portal.get(version.parent).ref
-            frame = portal.reference_frame(owner)
+            owner = services.get(version.parent).ref
+            frame = services.reference_frame(owner)
         if frame is None:
             raise InvalidInputError(
                 f"{version.ref} has no reference data to use as background; "
@@ -76,14 +65,16 @@ def load_background(portal: Any, version: ModelVersion, background: Any) -> tupl
     return background, "uploaded table"
 
 
-def _coerce(portal: Any, version: ModelVersion, data: Any, what: str, *, allow_nan: bool = False) -> Feeds:
+def _coerce(
+    services: ModelServices, version: ModelVersion, data: Any, what: str, *, allow_nan: bool = False
+) -> Feeds:
     if isinstance(data, pd.DataFrame) and data.empty:
         raise InvalidInputError(f"the {what} is empty; give at least one row with the model's columns")
     fast = _numeric_block(version, data, allow_nan)
     if fast is not None:
         return fast
     try:
-        return portal.coerce(version, data, allow_nan=allow_nan, extra_columns="ignore")
+        return services.coerce(version, data, allow_nan=allow_nan, extra_columns="ignore")
     except InvalidInputError as exc:
         raise type(exc)(f"{what}: {exc.message}") from None
 
@@ -137,11 +128,11 @@ class TabularInputs(NamedTuple):
     dropped: int  # background rows dropped for a missing value
 
 
-def load_inputs(portal: Any, version: ModelVersion, rows: Any, background: Any) -> TabularInputs:
+def load_inputs(services: ModelServices, version: ModelVersion, rows: Any, background: Any) -> TabularInputs:
     """Check rows and background (default: the version's reference data) and lay both out as matrices."""
-    row_feeds = _coerce(portal, version, rows, "rows to explain")
-    frame, source = load_background(portal, version, background)
-    raw = _coerce(portal, version, frame, "background data", allow_nan=True)
+    row_feeds = _coerce(services, version, rows, "rows to explain")
+    frame, source = load_background(services, version, background)
+    raw = _coerce(services, version, frame, "background data", allow_nan=True)
     background_feeds = _complete_rows(raw)
     codec = TabularCodec.build(version, [row_feeds, background_feeds])
     return TabularInputs(codec, codec.matrix(row_feeds), codec.matrix(background_feeds), source,
@@ -153,7 +144,7 @@ class TabularJob(ExplainJob):
 
     def __init__(
         self,
-        portal: Any,
+        services: ModelServices,
         ref: Any,
         rows: Any,
         *,
@@ -163,24 +154,24 @@ class TabularJob(ExplainJob):
         clock: Callable[[], float] = time.monotonic,
         background_label: str | None = None,
     ) -> None:
-        self.portal = portal
-        self.version = portal.get(ref)
+        self.services = services
+        self.version = services.get(ref)
         check_tabular(self.version)
         self.settings = settings
         self.target = target
         self.clock = clock
-        self.codec, self.rows, self.pool, source, self.dropped = load_inputs(portal, self.version, rows, background)
+        self.codec, self.rows, self.pool, source, self.dropped = load_inputs(services, self.version, rows, background)
         self.source = background_label or source
-        self.cache = cache_for(portal)
+        self.cache = cache_for(services)
         self.key = self._key()
         self._hit = self.cache.get(self.key)
-        _resolve_target(target, *self._outputs(), self.version.ref)
+        check_target(target, *self._outputs(), self.version.ref)
 
     def _key(self) -> str:
         """Everything the result depends on: model, its metadata, rows, background, settings, shap."""
         v = self.version
         return make_key({
-            "kind": "tabular", "format": FORMAT, "shap": _shap_version(), "blob": v.blob_sha, "task": v.task,
+            "kind": "tabular", "format": FORMAT, "shap": shap_version(), "blob": v.blob_sha, "task": v.task,
             "labels": v.class_labels, "prep": v.preprocessing, "columns": self.codec.signature_key(),
             "rows": hash_array(self.rows), "background": hash_array(self.pool, self.source),
             "settings": self.settings.key(),
@@ -260,15 +251,6 @@ class TabularJob(ExplainJob):
             model_rows=guard.rows, seconds=time.perf_counter() - start, key=self.key, notes=list(plan.notes),
         )
         return self._stored(result, progress)
-
-
-def _resolve_target(target: str | int | None, names: list[str], classifier: bool, ref: str) -> None:
-    if target is not None:
-        _resolve(target, names, classifier)
-    elif not classifier and len(names) > 1:
-        raise InvalidInputError(
-            f"{ref} has {len(names)} outputs ({', '.join(names[:8])}); choose the output to explain"
-        )
 
 
 def _seconds(model_rows: int, background: int, latency: float, explainer: str) -> float:

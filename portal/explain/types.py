@@ -19,7 +19,10 @@ from ..errors import InvalidInputError
 from .cache import CachedResult
 from .data import BackgroundInfo
 
-__all__ = ["Attribution", "Estimate", "ExplainSettings", "ImageExplanation", "TabularExplanation"]
+__all__ = [
+    "Attribution", "Estimate", "ExplainSettings", "ImageExplanation", "TabularExplanation",
+    "check_target", "output_index", "show_value",
+]
 
 EXPLAINERS = ("auto", "exact", "permutation")
 METHODS = ("shap", "lime")
@@ -204,7 +207,7 @@ class TabularExplanation(CachedResult):
         """The output explained for each row: ``target``, else the predicted class."""
         rows = len(self.outputs)
         if target is not None:
-            return np.full(rows, _resolve(target, self.output_names, self.classifier))
+            return np.full(rows, output_index(target, self.output_names, self.classifier))
         if self.classifier:
             return self.outputs.argmax(axis=1)
         if len(self.output_names) == 1:
@@ -270,7 +273,8 @@ class TabularExplanation(CachedResult):
         for i, name in enumerate(chosen.targets):
             lines.append(f"row {i}: {name} = {chosen.outputs[i]:.4g} (base value {chosen.base_values[i]:.4g})")
             for j in np.argsort(-np.abs(chosen.values[i]), kind="stable")[:top]:
-                lines.append(f"  {chosen.values[i, j]:+.4g}  {self.feature_names[j]} = {_show(self.data.iloc[i, j])}")
+                value = show_value(self.data.iloc[i, j])
+                lines.append(f"  {chosen.values[i, j]:+.4g}  {self.feature_names[j]} = {value}")
         lines.append(f"{self.explainer} explainer, {self.max_evals:,} evaluations per row; "
                      f"{self.background.describe()}")
         lines.append(f"additivity: max error {self.max_additivity_error:.2e} "
@@ -280,13 +284,24 @@ class TabularExplanation(CachedResult):
         return "\n".join(lines)
 
 
-def _resolve(target: str | int, names: list[str], classifier: bool) -> int:
+def output_index(target: str | int, names: list[str], classifier: bool) -> int:
+    """The index of the output (class) ``target`` names: a position in ``names`` or one of them."""
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool) and 0 <= int(target) < len(names):
         return int(target)
     if str(target) in names:
         return names.index(str(target))
     kind = "class" if classifier else "output"
     raise InvalidInputError(f"unknown {kind} {target!r}; expected one of {', '.join(names)}")
+
+
+def check_target(target: str | int | None, names: list[str], classifier: bool, ref: str) -> None:
+    """Refuse an unknown ``target``, or none where a non-classifier has several outputs to choose from."""
+    if target is not None:
+        output_index(target, names, classifier)
+    elif not classifier and len(names) > 1:
+        raise InvalidInputError(
+            f"{ref} has {len(names)} outputs ({', '.join(names[:8])}); choose the output to explain"
+        )
 
 
 @dataclass
@@ -359,7 +374,7 @@ class ImageExplanation(CachedResult):
         return [self.output_names[i] for i in self.class_indices[row]]
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A feature value for text: numbers to 6 significant digits (float32 noise hidden)."""
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.6g}"

@@ -7,6 +7,16 @@ size and moves the finished ``model.onnx`` into place.
     ingest_file(src, workdir, settings=...)            -> IngestReport
       parent: size checks ──> child: detect ─ validate ─ convert ─ check ─ load
                                        "validated"    "converted"      "loaded"
+
+    detect            recognise an upload by its bytes; inspect zip archives without extracting them
+    sandbox           run the worker in a resource-limited child process, bring its result back
+    confine           kernel confinement of that child: Landlock for files and TCP, seccomp for sockets
+    _worker           the sandboxed child itself (``python -m portal.ingest._worker``)
+    sklearn_convert   load a skops file with a fixed allowlist, convert it with skl2onnx
+    torch_convert     convert TorchScript and ``torch.export`` programs to ONNX
+    onnx_check        check an ONNX model against the installed onnxruntime, run it once
+    modelinfo         describe an ONNX model: signature, opsets, operators, parameters
+    metadata          check and assemble the metadata a user gives at registration
 """
 
 from __future__ import annotations

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Text, cast, select
 
+from ..services import ModelServices
 from ..storage.db import PredictionRow
 from .stats import TimeRange
 
 if TYPE_CHECKING:
-    from ..core import Portal
     from ..storage.registry import ModelVersion
 
 __all__ = [
@@ -200,9 +200,9 @@ def feature_drift(name: str, reference: pd.Series, recent: pd.Series, *, bins: i
     )
 
 
-def recent_inputs(portal: Portal, version: ModelVersion, window: TimeRange, *,
+def recent_inputs(services: ModelServices, version: ModelVersion, window: TimeRange, *,
                   max_rows: int = MAX_ROWS) -> pd.DataFrame:
-    """The sampled inputs of ``version`` (from ``portal.get``) in ``window``, newest first, at most ``max_rows`` rows."""
+    """The sampled inputs of ``version`` (from ``services.get``) in ``window``, newest first, at most ``max_rows``."""
     query = (
         select(_T.c.sample)
         .where(_T.c.model_id == version.model_id, _T.c.version == version.version, _T.c.ts >= window.start,
@@ -212,7 +212,7 @@ def recent_inputs(portal: Portal, version: ModelVersion, window: TimeRange, *,
         .limit(max_rows)
     )
     frames, total = [], 0
-    with portal.registry.engine.connect() as conn:
+    with services.registry.engine.connect() as conn:
         for sample in conn.execute(query).scalars():
             if not sample or not sample.get("rows"):
                 continue
@@ -226,7 +226,7 @@ def recent_inputs(portal: Portal, version: ModelVersion, window: TimeRange, *,
 
 
 def input_drift(
-    portal: Portal,
+    services: ModelServices,
     ref: str,
     window: TimeRange,
     *,
@@ -235,16 +235,16 @@ def input_drift(
     bins: int = BINS,
 ) -> DriftReport:
     """Per-feature PSI of the version ``ref``'s sampled inputs in ``window`` against its reference data."""
-    version = portal.get(ref)
+    version = services.get(ref)
     report = DriftReport(ref=version.ref, window=window, status="ok", message="", min_rows=min_rows)
-    reference = portal.reference_frame(version.ref)
+    reference = services.reference_frame(version.ref)
     if reference is None or reference.empty:
         report.status = "no_reference"
         report.message = (f"{version.ref} has no reference data; register it with a reference data set "
                           "(the training or validation inputs) to compare recent inputs against")
         return report
     report.reference_rows = len(reference)
-    recent = recent_inputs(portal, version, window, max_rows=max_rows)
+    recent = recent_inputs(services, version, window, max_rows=max_rows)
     report.recent_rows = len(recent)
     if len(recent) < min_rows:
         report.status = "not_enough"

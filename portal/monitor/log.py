@@ -28,10 +28,10 @@ from __future__ import annotations
 import atexit
 import collections
 import datetime as dt
-import itertools
 import json
 import logging
 import math
+import operator
 import sqlite3
 import threading
 import time
@@ -54,6 +54,9 @@ _MAX_ERROR_CHARS = 500
 _PRUNE_EVERY_S = 3600.0
 _COLUMNS = ("ts", "model_id", "version", "caller", "source", "rows", "latency_ms", "error", "error_kind",
             "cache_hit", "sample")
+_DIGITS = 10 ** np.arange(5, -1, -1, dtype=np.int64)  # the six digits of the microseconds
+_MODEL_ID = operator.itemgetter(1)
+_VERSION = operator.itemgetter(3)
 
 
 def _ts(epoch: float) -> dt.datetime:
@@ -66,10 +69,34 @@ def _stamps(epochs: tuple[float, ...], *, text: bool) -> list[Any]:
     seconds = np.floor(np.asarray(epochs, dtype=np.float64))
     # the fraction alone times 1e6, rounded half to even: exactly what datetime.fromtimestamp does
     fraction = np.rint((np.asarray(epochs, dtype=np.float64) - seconds) * 1e6)
-    micros = (seconds.astype(np.int64) * 1_000_000 + fraction.astype(np.int64)).astype("datetime64[us]")
+    micros = seconds.astype(np.int64) * 1_000_000 + fraction.astype(np.int64)
     if not text:
-        return micros.astype(object).tolist()  # datetime.datetime, naive UTC
-    return [t.replace("T", " ", 1) for t in np.datetime_as_string(micros, unit="us").tolist()]
+        return micros.astype("datetime64[us]").astype(object).tolist()  # datetime.datetime, naive UTC
+    return _iso_texts(micros)
+
+
+def _iso_texts(micros: np.ndarray) -> list[str]:
+    """``YYYY-MM-DD HH:MM:SS.ffffff`` of epoch microseconds, as SQLAlchemy keeps SQLite datetimes.
+
+    numpy formats only the first record of each second (records come in time
+    order, so a flush has about one per second); the rest are UCS-4 code points
+    copied and filled in as arrays: a third of the GIL time of formatting each one.
+    """
+    whole, fraction = np.divmod(micros, 1_000_000)
+    first = np.empty(len(whole), dtype=bool)
+    first[:1] = True
+    np.not_equal(whole[1:], whole[:-1], out=first[1:])
+    heads = np.datetime_as_string(whole[first].astype("datetime64[s]"), unit="s").view(np.uint32)
+    heads = heads.reshape(int(first.sum()), -1)
+    if heads.shape[1] < 20 or heads[:, 19].any() or not heads[:, 18].all():  # a year outside 1000-9999
+        texts = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us").tolist()
+        return [t.replace("T", " ", 1) for t in texts]
+    codes = np.empty((len(micros), 26), dtype=np.uint32)
+    codes[:, :19] = heads[np.cumsum(first) - 1, :19]
+    codes[:, 10] = ord(" ")
+    codes[:, 19] = ord(".")
+    codes[:, 20:] = fraction[:, None] // _DIGITS % 10 + ord("0")
+    return codes.view("<U26").reshape(-1).tolist()
 
 
 def _cell(value: Any) -> Any:
@@ -246,11 +273,11 @@ class PredictionLog:
                 return 0
             try:
                 with self.engine.connect().execution_options(portal_write=True) as conn:
-                    rows = self._rows(self._live(conn, batch))
-                    step = self._rows_per_insert
-                    for start in range(0, len(rows), step):
-                        part = rows[start:start + step]
-                        conn.exec_driver_sql(self._insert(len(part)), tuple(itertools.chain.from_iterable(part)))
+                    items, model_ids = self._live(conn, batch)
+                    params, width, step = self._params(items, model_ids), len(_COLUMNS), self._rows_per_insert
+                    for start in range(0, len(items), step):
+                        count = min(step, len(items) - start)
+                        conn.exec_driver_sql(self._insert(count), tuple(params[start * width:(start + count) * width]))
                     conn.commit()
             except SQLAlchemyError:
                 # put them back (oldest first) within the bound, and try again next time
@@ -259,9 +286,9 @@ class PredictionLog:
                 self.dropped += len(batch) - len(keep)
                 self._queue.extendleft(reversed(keep))
                 raise
-            self.discarded += len(batch) - len(rows)
-            self.written += len(rows)
-            return len(rows)
+            self.discarded += len(batch) - len(items)
+            self.written += len(items)
+            return len(items)
 
     def _insert(self, rows: int) -> str:
         sql = self._inserts.get(rows)
@@ -271,45 +298,56 @@ class PredictionLog:
                 [group] * rows)
         return sql
 
-    def _live(self, conn: Connection, batch: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], int]]:
-        """The records of ``batch`` whose version still exists, each with its model id.
+    def _live(self, conn: Connection, batch: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """The records of ``batch`` whose version still exists, and their model ids.
 
         The version rows are read FOR KEY SHARE (PostgreSQL; SQLite already holds the
         write lock), so a concurrent delete waits for this insert and then removes it too.
+        Like :meth:`_params`, this holds the GIL: records are looked at one by one only
+        when some are keyed by name or some version was deleted meanwhile.
         """
-        names = {item[2] for item in batch if item[1] is None}
-        by_name = dict(conn.execute(
-            select(ModelRow.name, ModelRow.id).where(ModelRow.name.in_(sorted(names)))).tuples().all()) if names else {}
-        keyed = [(item, item[1] if item[1] is not None else by_name.get(item[2])) for item in batch]
-        model_ids = sorted({model_id for _, model_id in keyed if model_id is not None})
+        ids = list(map(_MODEL_ID, batch))
+        if None in ids:
+            names = {item[2] for item in batch if item[1] is None}
+            by_name = dict(conn.execute(
+                select(ModelRow.name, ModelRow.id).where(ModelRow.name.in_(sorted(names)))).tuples().all())
+            ids = [model_id if model_id is not None else by_name.get(item[2]) for item, model_id in zip(batch, ids)]
+        model_ids = sorted(set(ids) - {None})
         if not model_ids:
-            return []
+            return [], []
         live = {(model_id, number) for model_id, number in conn.execute(  # plain tuples: a Row hashes slowly
             select(VersionRow.model_id, VersionRow.number).where(VersionRow.model_id.in_(model_ids))
             .with_for_update(read=True, key_share=True)
         ).tuples()}
-        return [(item, model_id) for item, model_id in keyed if (model_id, int(item[3])) in live]
+        if {(model_id, int(number)) for model_id, number in set(zip(ids, map(_VERSION, batch)))} <= live:
+            return batch, ids
+        kept = [(item, model_id) for item, model_id in zip(batch, ids) if (model_id, int(item[3])) in live]
+        return [item for item, _ in kept], [model_id for _, model_id in kept]
 
-    def _rows(self, keyed: list[tuple[tuple[Any, ...], int]]) -> list[tuple[Any, ...]]:
-        """The insert parameters of each record, built column by column.
+    def _params(self, items: list[tuple[Any, ...]], model_ids: list[int]) -> list[Any]:
+        """The insert parameters of every record, row after row, built column by column.
 
         This runs in the writer thread but holds the GIL, so whatever it costs per
         record slows every prediction thread down (at batch 1 the log's budget is
-        about a microsecond per request): the records are transposed with ``zip``
-        and the timestamps made by numpy, so no Python call runs per record.
+        about a microsecond per request): the records are transposed with ``zip``,
+        the timestamps made by numpy and the columns interleaved by slice
+        assignment, so no Python code runs per record but the sample check.
         """
-        if not keyed:
+        if not items:
             return []
-        items, model_ids = zip(*keyed, strict=True)
         now, _, _, versions, callers, sources, counts, latencies, messages, kinds, hits, samples, names = zip(
             *items, strict=True)
         frames = [json.dumps(frame) if sample and (frame := sample_frame_dict(sample, columns)) is not None
                   else None for sample, columns in zip(samples, names, strict=True)]
-        return list(zip(
-            _stamps(now, text=self._text_ts), model_ids, map(int, versions), [c or "" for c in callers], sources,
-            map(int, counts), (np.asarray(latencies, dtype=np.float64) * 1000.0).tolist(), messages, kinds, hits,
-            frames, strict=True,
-        ))
+        columns = (
+            _stamps(now, text=self._text_ts), model_ids, list(map(int, versions)), [c or "" for c in callers], sources,
+            list(map(int, counts)), (np.asarray(latencies, dtype=np.float64) * 1000.0).tolist(), messages, kinds,
+            hits, frames,
+        )
+        params: list[Any] = [None] * (len(items) * len(columns))
+        for k, column in enumerate(columns):
+            params[k::len(columns)] = column
+        return params
 
     def prune(self, *, now: float | None = None, older_than_days: float | None = None) -> int:
         """Delete rows older than the retention period; return how many."""

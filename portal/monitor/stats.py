@@ -22,17 +22,15 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import case, func, select
 
-from ..storage.db import PredictionRow
 from ..errors import InvalidInputError, PermissionDeniedError
-
-if TYPE_CHECKING:
-    from ..core import Portal
+from ..services import ModelServices
+from ..storage.db import PredictionRow
 
 __all__ = [
     "PRESETS",
@@ -59,9 +57,9 @@ def utc(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None)
 
 
-def now(portal: Portal) -> float:
+def now(services: ModelServices) -> float:
     """The log's clock (epoch seconds): a test's fake clock when it set one, else the real time."""
-    return portal.monitor.clock() if portal.monitor is not None else time.time()
+    return services.monitor.clock() if services.monitor is not None else time.time()
 
 
 def bucket_seconds(span_seconds: float) -> int:
@@ -207,19 +205,19 @@ def _where(model_id: int, version: int | None, window: TimeRange) -> list[Any]:
     return conditions
 
 
-def _model_id(portal: Portal, model: str) -> int:
+def _model_id(services: ModelServices, model: str) -> int:
     """The id of the model named ``model`` now (a signed-in user sees the traffic of the models they may see).
 
     Raises:
         NotFoundError: no such model, or the signed-in user may not see it.
     """
-    model_id = portal.get_model(model).model_id
+    model_id = services.get_model(model).model_id
     assert model_id is not None  # read from the registry
     return model_id
 
 
 def summarize(
-    portal: Portal,
+    services: ModelServices,
     model: str,
     version: int | None,
     window: TimeRange,
@@ -232,9 +230,9 @@ def summarize(
     Raises:
         NotFoundError: no model ``model``, or the signed-in user may not see it.
     """
-    where = _where(_model_id(portal, model), version, window)
+    where = _where(_model_id(services, model), version, window)
     failed = case((_T.c.error_kind.is_not(None), 1), else_=0)
-    with portal.registry.engine.connect() as conn:
+    with services.registry.engine.connect() as conn:
         frame = pd.DataFrame(
             conn.execute(select(_T.c.ts, _T.c.rows, _T.c.latency_ms, failed.label("failed"), _T.c.cache_hit)
                          .where(*where)).all(),
@@ -294,15 +292,15 @@ def _series(frame: pd.DataFrame, window: TimeRange, step: int) -> pd.DataFrame:
     return out.reset_index()[["time", *columns]]
 
 
-def logged_versions(portal: Portal, model: str) -> list[int]:
+def logged_versions(services: ModelServices, model: str) -> list[int]:
     """Versions of ``model`` that have rows in the log, newest first (a deleted version's rows go with it)."""
-    model_id = _model_id(portal, model)
-    with portal.registry.engine.connect() as conn:
+    model_id = _model_id(services, model)
+    with services.registry.engine.connect() as conn:
         found = conn.execute(select(_T.c.version).where(_T.c.model_id == model_id).distinct()).scalars().all()
     return sorted((int(v) for v in found), reverse=True)
 
 
-def prune_log(portal: Portal, *, older_than_days: float | None = None, now: float | None = None) -> int:
+def prune_log(services: ModelServices, *, older_than_days: float | None = None, now: float | None = None) -> int:
     """Delete log rows older than ``older_than_days`` (default: the retention setting); return how many.
 
     Works with the log switched off (``PORTAL_MONITOR=off``) too, for rows written earlier.
@@ -312,13 +310,13 @@ def prune_log(portal: Portal, *, older_than_days: float | None = None, now: floa
     """
     from .log import PredictionLog
 
-    if not portal.can("admin"):
+    if not services.can("admin"):
         raise PermissionDeniedError("pruning the prediction log needs the admin role")
     if older_than_days is not None and older_than_days < 0:
         raise InvalidInputError(f"--older-than-days must be 0 or more (not {older_than_days})")
-    if portal.monitor is not None:
-        return portal.monitor.prune(now=now, older_than_days=older_than_days)
-    log = PredictionLog(portal.registry.engine, retention_days=portal.settings.log_retention_days)
+    if services.monitor is not None:
+        return services.monitor.prune(now=now, older_than_days=older_than_days)
+    log = PredictionLog(services.registry.engine, retention_days=services.settings.log_retention_days)
     try:
         return log.prune(now=now, older_than_days=older_than_days)
     finally:

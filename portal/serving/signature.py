@@ -19,10 +19,9 @@ import pandas as pd
 
 from ..errors import InvalidInputError
 from ..ingest.modelinfo import numpy_dtype
+from .casting import as_array, cast, listing
 
-__all__ = ["FastPlan", "Feeds", "coerce", "fixed_batch", "describe_columns", "tensor_inputs"]
-
-_MAX_LISTED = 8
+__all__ = ["FastPlan", "Feeds", "cast", "coerce", "describe_columns", "fixed_batch", "tensor_inputs"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +31,6 @@ class Feeds:
     arrays: dict[str, np.ndarray]
     rows: int
     unused_columns: tuple[str, ...] = ()
-
-
-def _listing(names: Sequence[str]) -> str:
-    shown = ", ".join(repr(n) for n in list(names)[:_MAX_LISTED])
-    more = len(names) - _MAX_LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def tensor_inputs(signature: dict[str, Any]) -> list[dict[str, Any]]:
@@ -76,94 +69,6 @@ def _width(spec: dict[str, Any]) -> int | None:
     return None
 
 
-# -- casting -----------------------------------------------------------------
-def _as_array(values: Any, where: str) -> np.ndarray:
-    """``np.asarray``, refusing ragged nested lists with a message instead of numpy's ValueError."""
-    try:
-        return np.asarray(values)
-    except (ValueError, TypeError):
-        raise InvalidInputError(
-            f"{where}: nested lists must all have the same length (one row per sample, equal widths)"
-        ) from None
-
-
-def _first_bad(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))[0]) if mask.ndim else 0
-
-
-def _to_numeric(values: np.ndarray, where: str) -> np.ndarray:
-    flat = values.reshape(-1)
-    try:
-        converted = pd.to_numeric(pd.Series(flat, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):  # cells holding lists, arrays or other containers
-        raise InvalidInputError(f"{where} expects numbers, got nested values (lists or arrays in a cell)") from None
-    bad = np.isnan(converted) & ~pd.isna(pd.Series(flat, dtype=object)).to_numpy()
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        rows = len(values) if values.ndim else 1
-        value = flat[index].item() if isinstance(flat[index], np.generic) else flat[index]
-        raise InvalidInputError(
-            f"{where} expects numbers, got {value!r} (row {index // max(1, flat.size // max(1, rows))}); "
-            "fix or remove the non-numeric values"
-        )
-    return converted.reshape(values.shape)
-
-
-def _check_finite(values: np.ndarray, where: str) -> None:
-    finite = np.isfinite(values)
-    if not finite.all():
-        row = _first_bad(~finite)
-        bad_rows = int((~finite).reshape(len(values), -1).any(axis=1).sum()) if values.ndim else 1
-        kind = "NaN (a missing value)" if np.isnan(values).any() else "an infinite value"
-        raise InvalidInputError(
-            f"{where} has {kind} in {bad_rows} row(s), first at row {row}; fill or drop those rows"
-        )
-
-
-def cast(values: Any, dtype_name: str, where: str, *, allow_nan: bool = False) -> np.ndarray:
-    """Cast ``values`` to the tensor dtype ``dtype_name`` without losing information."""
-    arr = values if isinstance(values, np.ndarray) else _as_array(values, where)
-    if dtype_name == "string":
-        if arr.dtype.kind in "OUS":
-            if arr.dtype.kind == "O" and pd.isna(pd.Series(arr.reshape(-1))).any():
-                raise InvalidInputError(f"{where} has a missing value; give every row a text value")
-            return arr.astype(str).astype(object) if arr.dtype.kind != "O" else arr
-        return arr.astype(str).astype(object)
-    want = numpy_dtype(dtype_name)
-    if arr.dtype == want:
-        if want.kind == "f" and not allow_nan:
-            _check_finite(arr, where)
-        return arr
-    if arr.dtype.kind in "OUS":
-        arr = _to_numeric(arr, where)
-    if arr.dtype.kind in "mM":
-        raise InvalidInputError(f"{where} expects {dtype_name} numbers, got dates or durations; convert them first")
-    if arr.dtype.kind == "c":
-        raise InvalidInputError(f"{where} expects {dtype_name} numbers, got complex numbers")
-    if want.kind == "f":
-        out = arr.astype(want)
-        if not allow_nan:
-            _check_finite(out, where)
-        return out
-    if want.kind in "iu":
-        if arr.dtype.kind == "f":
-            _check_finite(arr, where)
-            if not np.array_equal(arr, np.round(arr)):
-                raise InvalidInputError(
-                    f"{where} expects integers ({dtype_name}), got fractional values; "
-                    "round them yourself if that is what you mean"
-                )
-        info = np.iinfo(want)
-        if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            raise InvalidInputError(f"{where} has values outside the {dtype_name} range [{info.min}, {info.max}]")
-        return arr.astype(want)
-    if want.kind == "b":
-        if arr.dtype.kind in "iuf" and not np.isin(arr, (0, 1)).all():
-            raise InvalidInputError(f"{where} expects booleans (0/1, true/false)")
-        return arr.astype(bool)
-    return arr.astype(want)
-
-
 def _check_shape(arr: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     shape = spec.get("shape")
     name = spec["name"]
@@ -191,10 +96,10 @@ def _from_mapping(
     names = [s["name"] for s in specs]
     missing = [n for n in names if n not in data]
     if missing:
-        raise InvalidInputError(f"missing input(s) {_listing(missing)}; the model takes {_listing(names)}")
+        raise InvalidInputError(f"missing input(s) {listing(missing)}; the model takes {listing(names)}")
     extra = [k for k in data if k not in names]
     if extra and extra_columns == "error":
-        raise InvalidInputError(f"unknown input(s) {_listing(extra)}; the model takes {_listing(names)}")
+        raise InvalidInputError(f"unknown input(s) {listing(extra)}; the model takes {listing(names)}")
     arrays = {}
     for spec in specs:
         arr = cast(data[spec["name"]], spec["dtype"], f"input {spec['name']!r}", allow_nan=allow_nan)
@@ -244,12 +149,12 @@ def _from_frame(
     missing = [c for c in wanted if c not in columns]
     if missing:
         raise InvalidInputError(
-            f"missing column(s) {_listing(missing)}; the model needs {_listing(wanted)}"
+            f"missing column(s) {listing(missing)}; the model needs {listing(wanted)}"
         )
     extra = tuple(c for c in columns if c not in wanted)
     if extra and extra_columns == "error":
         raise InvalidInputError(
-            f"unexpected column(s) {_listing(extra)}; remove them, or ignore extra columns"
+            f"unexpected column(s) {listing(extra)}; remove them, or ignore extra columns"
         )
     if per_column:
         arrays = {}
@@ -292,10 +197,10 @@ def _from_pixel_frame(
     """One row of named values per sample, reshaped to a fixed N-D input (e.g. 64 pixels → 1×8×8)."""
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        raise InvalidInputError(f"missing column(s) {_listing(missing)}; the model needs {_listing(wanted)}")
+        raise InvalidInputError(f"missing column(s) {listing(missing)}; the model needs {listing(wanted)}")
     extra = tuple(c for c in frame.columns if c not in wanted)
     if extra and extra_columns == "error":
-        raise InvalidInputError(f"unexpected column(s) {_listing(extra)}; remove them, or ignore extra columns")
+        raise InvalidInputError(f"unexpected column(s) {listing(extra)}; remove them, or ignore extra columns")
     block = frame[wanted]
     for col in wanted:
         if block[col].dtype.kind not in "biuf":
@@ -409,10 +314,10 @@ def coerce(
     if isinstance(data, (np.ndarray, list, tuple)):
         if len(specs) != 1:
             raise InvalidInputError(
-                f"the model has {len(specs)} inputs ({_listing([s['name'] for s in specs])}); "
+                f"the model has {len(specs)} inputs ({listing([s['name'] for s in specs])}); "
                 "pass a dict of arrays or a table with those columns"
             )
-        arr = _as_array(data, "the data")
+        arr = as_array(data, "the data")
         if arr.size == 0:
             raise InvalidInputError("the data has no rows; give at least one row to predict")
         return _from_mapping(specs, {specs[0]["name"]: arr}, allow_nan, extra_columns)

@@ -28,9 +28,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .crypto import MAGIC, BlobCipher, IntegrityError
 from ..errors import InvalidInputError, NotFoundError, PortalError
+from .crypto import MAGIC, BlobCipher, IntegrityError
+
+if TYPE_CHECKING:
+    from ..services import ModelServices
+    from .store import BlobStore
 
 __all__ = ["BackupInfo", "backup", "restore"]
 
@@ -59,7 +64,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sqlite_path(portal) -> Path:
+def _sqlite_path(portal: ModelServices) -> Path:
     url = portal.settings.resolved_db_url
     if not url.startswith("sqlite:///"):
         raise InvalidInputError(
@@ -83,7 +88,7 @@ def _contents(db: Path) -> tuple[set[str], int, int]:
     return {sha for row in rows for sha in row if sha}, models, len(rows)
 
 
-def _link_blobs(store, shas: set[str], into: Path) -> set[str]:
+def _link_blobs(store: BlobStore, shas: set[str], into: Path) -> set[str]:
     missing = set()
     for sha in shas:
         target = into / sha
@@ -96,7 +101,7 @@ def _link_blobs(store, shas: set[str], into: Path) -> set[str]:
     return missing
 
 
-def backup(portal, dest: str | Path, *, attempts: int = 3) -> BackupInfo:
+def backup(portal: ModelServices, dest: str | Path, *, attempts: int = 3) -> BackupInfo:
     """Write a consistent snapshot of ``portal``'s registry and blobs to ``dest`` (a .tar)."""
     dest = Path(dest)
     db = _sqlite_path(portal)

@@ -20,9 +20,13 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ..services import ModelServices
+    from .registry import ModelVersion
 
 __all__ = ["TRITON_DTYPES", "export_repository", "export_zip", "kserve_manifest", "triton_config"]
 
@@ -34,7 +38,7 @@ TRITON_DTYPES = {
 }
 
 
-def _tensor_specs(version: Any) -> list[tuple[str, dict[str, Any]]]:
+def _tensor_specs(version: ModelVersion) -> list[tuple[str, dict[str, Any]]]:
     specs = [("input", s) for s in version.signature["inputs"]] + [("output", s) for s in version.signature["outputs"]]
     for _, spec in specs:
         if spec.get("kind") != "tensor":
@@ -51,7 +55,7 @@ def _batchable(specs: list[tuple[str, dict[str, Any]]]) -> bool:
     return all(spec["shape"] and not isinstance(spec["shape"][0], int) for _, spec in specs)
 
 
-def triton_config(version: Any, *, name: str | None = None, max_batch_size: int = 64,
+def triton_config(version: ModelVersion, *, name: str | None = None, max_batch_size: int = 64,
                   queue_delay_us: int = 100) -> str:
     """The ``config.pbtxt`` text for ``version``."""
     specs = _tensor_specs(version)
@@ -70,7 +74,7 @@ def triton_config(version: Any, *, name: str | None = None, max_batch_size: int 
     return "\n".join(lines) + "\n"
 
 
-def kserve_manifest(version: Any, *, storage_uri: str, namespace: str | None = None) -> str:
+def kserve_manifest(version: ModelVersion, *, storage_uri: str, namespace: str | None = None) -> str:
     """A KServe ``InferenceService`` (YAML) serving the Triton repository at ``storage_uri``."""
     name = version.name.lower().replace("_", "-").replace(".", "-")
     meta = [f"  name: {name}"] + ([f"  namespace: {namespace}"] if namespace else [])
@@ -94,13 +98,14 @@ def kserve_manifest(version: Any, *, storage_uri: str, namespace: str | None = N
     ])
 
 
-def _files(portal: Any, ref: str, fmt: str, storage_uri: str | None) -> tuple[Any, dict[str, bytes]]:
+def _files(portal: ModelServices, ref: str, fmt: str,
+           storage_uri: str | None) -> tuple[ModelVersion, dict[str, bytes]]:
     if fmt not in ("triton", "kserve"):
         raise InvalidInputError(f"unknown export format {fmt!r}: expected 'triton' or 'kserve'")
     version = portal.get(ref)
     files = {
         f"{version.name}/config.pbtxt": triton_config(version).encode(),
-        f"{version.name}/{version.version}/model.onnx": portal.model_bytes(version),
+        f"{version.name}/{version.version}/model.onnx": portal.store.read_bytes(version.blob_sha),
     }
     if fmt == "kserve":
         uri = storage_uri or f"pvc://model-repository/{version.name}"
@@ -108,7 +113,7 @@ def _files(portal: Any, ref: str, fmt: str, storage_uri: str | None) -> tuple[An
     return version, files
 
 
-def export_repository(portal: Any, ref: str, dest: str | Path, *, fmt: str = "triton",
+def export_repository(portal: ModelServices, ref: str, dest: str | Path, *, fmt: str = "triton",
                       storage_uri: str | None = None) -> list[Path]:
     """Write the repository for ``ref`` under ``dest``; return the files written."""
     dest = Path(dest)
@@ -135,7 +140,7 @@ def export_repository(portal: Any, ref: str, dest: str | Path, *, fmt: str = "tr
     return written
 
 
-def export_zip(portal: Any, ref: str, *, fmt: str = "triton", storage_uri: str | None = None) -> bytes:
+def export_zip(portal: ModelServices, ref: str, *, fmt: str = "triton", storage_uri: str | None = None) -> bytes:
     """The repository for ``ref`` as zip bytes (for a download button)."""
     _, files = _files(portal, ref, fmt, storage_uri)
     buffer = io.BytesIO()

@@ -1,15 +1,16 @@
 """The model registry: models, immutable numbered versions, aliases, audit.
 
 Rows only; files live in :mod:`portal.storage.store`.  Every public method returns plain
-frozen dataclasses, never ORM objects, so callers cannot hold a session open.
+frozen records (:mod:`portal.storage.records`), never ORM objects, so callers cannot hold
+a session open.  Reading rows into records is :mod:`portal.storage.queries`; the audit
+trail is :mod:`portal.storage.audit`; this module owns the transactions and the writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -17,118 +18,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from .db import AliasRow, AuditRow, ModelRow, PredictionRow, UserRow, VersionRow, make_engine, migrate, utcnow
 from ..errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError, PortalError
+from .audit import add_event, events
+from .db import AliasRow, ModelRow, PredictionRow, UserRow, VersionRow, make_engine, migrate, utcnow
+from .queries import all_models, model_row, summary_record, user_id, version_record, version_row
+from .records import TASKS, AuditEvent, ModelSummary, ModelVersion, check_tags, check_task
 from .refs import ModelRef, check_alias, check_name
 
 __all__ = ["AuditEvent", "ModelSummary", "ModelVersion", "Registry", "TASKS"]
 
-TASKS = ("classification", "regression", "other")
 _MODEL_FIELDS = ("description", "task", "tags", "owner", "visibility")
 _VERSION_META_FIELDS = ("feature_names", "class_labels", "preprocessing", "notes")
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One immutable version of a model, with its model-level metadata."""
-
-    name: str
-    version: int
-    blob_sha: str
-    size_bytes: int
-    source_format: str
-    info: dict[str, Any]
-    meta: dict[str, Any]
-    description: str
-    task: str
-    tags: tuple[str, ...]
-    owner: str
-    parent: str | None
-    method: str | None
-    method_params: dict[str, Any]
-    reference_sha: str | None
-    created_at: dt.datetime
-    created_by: str
-    aliases: tuple[str, ...] = ()
-    visibility: str = "shared"
-    model_id: int | None = None  # never reused: the prediction log is keyed by it
-    owner_id: int | None = None  # the owner's user id (``owner`` is their name, "" when nobody owns it)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
-
-    @property
-    def signature(self) -> dict[str, Any]:
-        return self.info["signature"]
-
-    @property
-    def feature_names(self) -> list[str] | None:
-        return self.meta.get("feature_names")
-
-    @property
-    def class_labels(self) -> list[str] | None:
-        return self.meta.get("class_labels")
-
-    @property
-    def preprocessing(self) -> dict[str, Any] | None:
-        return self.meta.get("preprocessing")
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    """A model with its versions (newest first) and aliases."""
-
-    name: str
-    description: str
-    task: str
-    tags: tuple[str, ...]
-    owner: str
-    visibility: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    versions: tuple[ModelVersion, ...]
-    aliases: dict[str, int] = field(default_factory=dict)
-    next_version: int = 1
-    model_id: int | None = None
-    owner_id: int | None = None
-
-    @property
-    def latest(self) -> ModelVersion | None:
-        return self.versions[0] if self.versions else None
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One line of the append-only audit trail."""
-
-    id: int
-    ts: dt.datetime
-    actor: str
-    action: str
-    target: str
-    detail: dict[str, Any]
-
-
-def _check_task(task: str) -> str:
-    if task not in TASKS:
-        raise InvalidInputError(f"invalid task {task!r}: expected one of {', '.join(TASKS)}")
-    return task
-
-
-def _check_tags(tags: Sequence[str]) -> list[str]:
-    if isinstance(tags, str):
-        tags = [t.strip() for t in tags.split(",")]
-    clean = []
-    for tag in tags:
-        tag = str(tag).strip()
-        if not tag:
-            continue
-        if len(tag) > 64 or any(ord(c) < 32 for c in tag):
-            raise InvalidInputError(f"invalid tag {tag[:64]!r}: at most 64 printable characters")
-        if tag not in clean:
-            clean.append(tag)
-    return clean
 
 
 class Registry:
@@ -173,125 +73,22 @@ class Registry:
         """A write transaction on the registry's database, for modules that own other tables (auth)."""
         return self._write()
 
-    # -- conversions ------------------------------------------------------
-    def _version(self, s: Session, row: VersionRow, model: ModelRow) -> ModelVersion:
-        parent = None
-        if row.parent_id is not None:
-            prow = s.get(VersionRow, row.parent_id)
-            if prow is not None:
-                pmodel = model if prow.model_id == model.id else s.get(ModelRow, prow.model_id)
-                parent = f"{pmodel.name}:{prow.number}" if pmodel else None
-        aliases = s.scalars(select(AliasRow.name).where(AliasRow.version_id == row.id)).all()
-        return ModelVersion(
-            name=model.name, version=row.number, blob_sha=row.blob_sha, size_bytes=row.size_bytes,
-            source_format=row.source_format, info=row.info, meta=dict(row.meta or {}),
-            description=model.description, task=model.task, tags=tuple(model.tags or ()),
-            owner=self._owner_name(s, model), parent=parent, method=row.method,
-            method_params=dict(row.method_params or {}), reference_sha=row.reference_sha,
-            created_at=row.created_at, created_by=row.created_by, aliases=tuple(sorted(aliases)),
-            visibility=model.visibility, model_id=model.id, owner_id=model.owner_id,
-        )
-
-    @staticmethod
-    def _owner_name(s: Session, model: ModelRow) -> str:
-        owner = s.get(UserRow, model.owner_id) if model.owner_id is not None else None
-        return owner.name if owner is not None else ""
-
-    def _summary(self, s: Session, model: ModelRow) -> ModelSummary:
-        rows = s.scalars(
-            select(VersionRow).where(VersionRow.model_id == model.id).order_by(VersionRow.number.desc())
-        ).all()
-        aliases = s.execute(
-            select(AliasRow.name, VersionRow.number)
-            .join(VersionRow, AliasRow.version_id == VersionRow.id)
-            .where(AliasRow.model_id == model.id)
-        ).all()
-        return ModelSummary(
-            name=model.name, description=model.description, task=model.task,
-            tags=tuple(model.tags or ()), owner=self._owner_name(s, model), visibility=model.visibility,
-            created_at=model.created_at, updated_at=model.updated_at,
-            versions=tuple(self._version(s, r, model) for r in rows),
-            aliases={a: n for a, n in sorted(aliases)},
-            next_version=model.next_version, model_id=model.id, owner_id=model.owner_id,
-        )
-
-    def _model_row(self, s: Session, name: str) -> ModelRow:
-        model = s.scalar(select(ModelRow).where(ModelRow.name == name))
-        if model is None:
-            raise NotFoundError(f"no model named {name!r}; `portal list` shows the registered models")
-        return model
-
-    def _version_row(self, s: Session, ref: ModelRef) -> tuple[ModelRow, VersionRow]:
-        model = self._model_row(s, ref.name)
-        query = select(VersionRow).where(VersionRow.model_id == model.id)
-        if ref.version is not None:
-            row = s.scalar(query.where(VersionRow.number == ref.version))
-            missing = f"model {ref.name!r} has no version {ref.version}"
-        elif ref.alias is not None:
-            alias = s.scalar(
-                select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.name == ref.alias)
-            )
-            row = s.get(VersionRow, alias.version_id) if alias else None
-            missing = f"model {ref.name!r} has no alias {ref.alias!r}"
-        else:
-            row = s.scalar(query.order_by(VersionRow.number.desc()).limit(1))
-            missing = f"model {ref.name!r} has no versions"
-        if row is None:
-            raise NotFoundError(missing)
-        return model, row
-
     # -- reads ------------------------------------------------------------
     def resolve(self, ref: str | ModelRef) -> ModelVersion:
         """The version a reference points at."""
         parsed = ModelRef.parse(ref)
         with self._read() as s:
-            model, row = self._version_row(s, parsed)
-            return self._version(s, row, model)
+            model, row = version_row(s, parsed)
+            return version_record(s, row, model)
 
     def get_model(self, name: str) -> ModelSummary:
         with self._read() as s:
-            return self._summary(s, self._model_row(s, check_name(name)))
+            return summary_record(s, model_row(s, check_name(name)))
 
     def list_models(self) -> list[ModelSummary]:
         """Every model with its versions and aliases, in five queries whatever the size."""
         with self._read() as s:
-            models = s.scalars(select(ModelRow).order_by(ModelRow.name)).all()
-            user_names = dict(s.execute(select(UserRow.id, UserRow.name)).tuples().all())
-            rows = s.scalars(select(VersionRow).order_by(VersionRow.model_id, VersionRow.number.desc())).all()
-            alias_rows = s.execute(select(AliasRow.model_id, AliasRow.name, AliasRow.version_id)).all()
-        by_id = {m.id: m for m in models}
-        number = {r.id: (r.model_id, r.number) for r in rows}
-        version_aliases: dict[int, list[str]] = {}
-        model_aliases: dict[int, dict[str, int]] = {}
-        for model_id, alias, version_id in sorted(alias_rows, key=lambda a: a[1]):
-            version_aliases.setdefault(version_id, []).append(alias)
-            model_aliases.setdefault(model_id, {})[alias] = number[version_id][1]
-        owners = {m.id: user_names.get(m.owner_id, "") if m.owner_id is not None else "" for m in models}
-        versions: dict[int, list[ModelVersion]] = {}
-        for r in rows:
-            model = by_id[r.model_id]
-            parent = None
-            if r.parent_id in number:
-                pmodel, pnumber = number[r.parent_id]
-                parent = f"{by_id[pmodel].name}:{pnumber}"
-            versions.setdefault(r.model_id, []).append(ModelVersion(
-                name=model.name, version=r.number, blob_sha=r.blob_sha, size_bytes=r.size_bytes,
-                source_format=r.source_format, info=r.info, meta=dict(r.meta or {}),
-                description=model.description, task=model.task, tags=tuple(model.tags or ()),
-                owner=owners[model.id], parent=parent, method=r.method, method_params=dict(r.method_params or {}),
-                reference_sha=r.reference_sha, created_at=r.created_at, created_by=r.created_by,
-                aliases=tuple(version_aliases.get(r.id, ())), visibility=model.visibility, model_id=model.id,
-                owner_id=model.owner_id,
-            ))
-        return [
-            ModelSummary(
-                name=m.name, description=m.description, task=m.task, tags=tuple(m.tags or ()), owner=owners[m.id],
-                visibility=m.visibility, created_at=m.created_at, updated_at=m.updated_at,
-                versions=tuple(versions.get(m.id, ())), aliases=model_aliases.get(m.id, {}),
-                next_version=m.next_version, model_id=m.id, owner_id=m.owner_id,
-            )
-            for m in models
-        ]
+            return all_models(s)
 
     def model_names(self) -> list[str]:
         with self._read() as s:
@@ -300,7 +97,7 @@ class Registry:
     def dependents(self, ref: str | ModelRef) -> list[str]:
         """References of the versions whose parent is ``ref``."""
         with self._read() as s:
-            _, row = self._version_row(s, ModelRef.parse(ref))
+            _, row = version_row(s, ModelRef.parse(ref))
             children = s.execute(
                 select(ModelRow.name, VersionRow.number)
                 .join(ModelRow, VersionRow.model_id == ModelRow.id)
@@ -357,9 +154,9 @@ class Registry:
         check_name(name)
         fields = {k: v for k, v in (model_fields or {}).items() if v is not None}
         if "task" in fields:
-            _check_task(fields["task"])
+            check_task(fields["task"])
         if "tags" in fields:
-            fields["tags"] = _check_tags(fields["tags"])
+            fields["tags"] = check_tags(fields["tags"])
         for attempt in range(5):
             try:
                 return self._add_version(name, fields, blob_sha, size_bytes, source_format, info, meta, actor,
@@ -374,7 +171,7 @@ class Registry:
     def _add_version(self, name, fields, blob_sha, size_bytes, source_format, info, meta, actor,  # noqa: PLR0913
                      parent, method, method_params, reference_sha, owner_id) -> ModelVersion:
         with self._write() as s:
-            parent_row = self._version_row(s, ModelRef.parse(parent))[1] if parent else None
+            parent_row = version_row(s, ModelRef.parse(parent))[1] if parent else None
             # FOR UPDATE serializes version numbering on PostgreSQL (SQLite already holds the write lock)
             model = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
             created = model is None
@@ -384,7 +181,7 @@ class Registry:
                 s.add(model)
             for key, value in fields.items():
                 if key == "owner":
-                    model.owner_id = self._user_id(s, value)
+                    model.owner_id = user_id(s, value)
                 elif key in _MODEL_FIELDS:
                     setattr(model, key, value)
             number = model.next_version
@@ -404,15 +201,8 @@ class Registry:
                 detail["created_model"] = True
             if parent_row is not None:
                 detail.update(parent=str(parent), method=method)
-            self._audit(s, actor, "variant.create" if method else "version.create", f"{name}:{number}", detail)
-            return self._version(s, row, model)
-
-    @staticmethod
-    def _user_id(s: Session, name: str) -> int:
-        user_id = s.scalar(select(UserRow.id).where(UserRow.name == name))
-        if user_id is None:
-            raise NotFoundError(f"no user named {str(name)[:64]!r}; `portal users list` shows them")
-        return user_id
+            add_event(s, actor, "variant.create" if method else "version.create", f"{name}:{number}", detail)
+            return version_record(s, row, model)
 
     @staticmethod
     def _new_owner(s: Session, actor: str, owner_id: int | None) -> int | None:
@@ -426,7 +216,7 @@ class Registry:
         """Point ``alias`` of the model at the version ``ref`` resolves to."""
         check_alias(alias)
         with self._write() as s:
-            model, row = self._version_row(s, ModelRef.parse(ref))
+            model, row = version_row(s, ModelRef.parse(ref))
             existing = s.scalar(select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.name == alias))
             previous = None
             if existing is None:
@@ -436,18 +226,18 @@ class Registry:
                 existing.version_id = row.id
                 existing.updated_at = utcnow()
             s.flush()
-            self._audit(s, actor, "alias.set", f"{model.name}@{alias}", {"version": row.number, "previous": previous})
-            return self._version(s, row, model)
+            add_event(s, actor, "alias.set", f"{model.name}@{alias}", {"version": row.number, "previous": previous})
+            return version_record(s, row, model)
 
     def remove_alias(self, name: str, alias: str, *, actor: str = "") -> None:
         with self._write() as s:
-            model = self._model_row(s, check_name(name))
+            model = model_row(s, check_name(name))
             existing = s.scalar(select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.name == alias))
             if existing is None:
                 raise NotFoundError(f"model {name!r} has no alias {alias!r}")
             number = s.get(VersionRow, existing.version_id).number
             s.delete(existing)
-            self._audit(s, actor, "alias.remove", f"{name}@{alias}", {"version": number})
+            add_event(s, actor, "alias.remove", f"{name}@{alias}", {"version": number})
 
     def update_model(self, name: str, *, actor: str = "", **fields: Any) -> ModelSummary:
         """Edit model-level metadata (description, task, tags, owner, visibility); ``owner`` is a user name."""
@@ -455,25 +245,25 @@ class Registry:
         if unknown:
             raise InvalidInputError(f"cannot edit {', '.join(sorted(unknown))}: editable are {', '.join(_MODEL_FIELDS)}")
         if fields.get("task") is not None:
-            _check_task(fields["task"])
+            check_task(fields["task"])
         if fields.get("tags") is not None:
-            fields["tags"] = _check_tags(fields["tags"])
+            fields["tags"] = check_tags(fields["tags"])
         if fields.get("visibility") not in (None, "private", "shared"):
             raise InvalidInputError("visibility must be 'private' or 'shared'")
         with self._write() as s:
-            model = self._model_row(s, check_name(name))
+            model = model_row(s, check_name(name))
             changed = {}
             for key, value in fields.items():
                 if key == "owner" and value is not None:
-                    key, value = "owner_id", self._user_id(s, value)
+                    key, value = "owner_id", user_id(s, value)
                 if value is not None and getattr(model, key) != value:
                     changed[key.removesuffix("_id")] = value
                     setattr(model, key, value)
             model.updated_at = utcnow()
             if changed:
-                self._audit(s, actor, "model.update", name, {"fields": sorted(changed)})
+                add_event(s, actor, "model.update", name, {"fields": sorted(changed)})
             s.flush()
-            return self._summary(s, model)
+            return summary_record(s, model)
 
     def update_version_meta(self, ref: str | ModelRef, *, actor: str = "", **fields: Any) -> ModelVersion:
         """Edit a version's descriptive metadata (feature names, class labels, notes)."""
@@ -483,39 +273,39 @@ class Registry:
                 f"cannot edit {', '.join(sorted(unknown))}: editable are {', '.join(_VERSION_META_FIELDS)}"
             )
         with self._write() as s:
-            model, row = self._version_row(s, ModelRef.parse(ref))
+            model, row = version_row(s, ModelRef.parse(ref))
             meta = dict(row.meta or {})
             meta.update({k: v for k, v in fields.items() if v is not None})
             row.meta = meta
-            self._audit(s, actor, "version.update", f"{model.name}:{row.number}", {"fields": sorted(fields)})
+            add_event(s, actor, "version.update", f"{model.name}:{row.number}", {"fields": sorted(fields)})
             s.flush()
-            return self._version(s, row, model)
+            return version_record(s, row, model)
 
     def delete_version(self, ref: str | ModelRef, *, actor: str = "", force: bool = False) -> ModelVersion:
         """Delete one version; refused while aliases or variants depend on it unless forced."""
         with self._write() as s:
-            model, row = self._version_row(s, ModelRef.parse(ref))
-            gone = self._version(s, row, model)
+            model, row = version_row(s, ModelRef.parse(ref))
+            gone = version_record(s, row, model)
             self._check_free(s, model, [row], force=force)
             self._drop_versions(s, model, [row])
-            self._audit(s, actor, "version.delete", gone.ref, {"blob": row.blob_sha, "forced": force})
+            add_event(s, actor, "version.delete", gone.ref, {"blob": row.blob_sha, "forced": force})
             remaining = s.scalar(select(func.count()).select_from(VersionRow).where(VersionRow.model_id == model.id))
             if not remaining:
                 s.delete(model)
-                self._audit(s, actor, "model.delete", model.name, {"reason": "last version deleted"})
+                add_event(s, actor, "model.delete", model.name, {"reason": "last version deleted"})
             return gone
 
     def delete_model(self, name: str, *, actor: str = "", force: bool = False) -> ModelSummary:
         """Delete a model and all its versions."""
         with self._write() as s:
-            model = self._model_row(s, check_name(name))
-            summary = self._summary(s, model)
+            model = model_row(s, check_name(name))
+            summary = summary_record(s, model)
             rows = list(s.scalars(select(VersionRow).where(VersionRow.model_id == model.id)).all())
             self._check_free(s, model, rows, force=force)
             self._drop_versions(s, model, rows)
             s.execute(delete(PredictionRow).where(PredictionRow.model_id == model.id))
             s.delete(model)
-            self._audit(s, actor, "model.delete", name, {"versions": [r.number for r in rows], "forced": force})
+            add_event(s, actor, "model.delete", name, {"versions": [r.number for r in rows], "forced": force})
             return summary
 
     def _check_free(self, s: Session, model: ModelRow, rows: list[VersionRow], *, force: bool) -> None:
@@ -560,13 +350,10 @@ class Registry:
                                               PredictionRow.version.in_([r.number for r in rows])))
 
     # -- audit ------------------------------------------------------------
-    def _audit(self, s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
-        s.add(AuditRow(actor=actor or "", action=action, target=target, detail=detail, ts=utcnow()))
-
     def record(self, actor: str, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
         """Append one audit event in its own transaction."""
         with self._write() as s:
-            self._audit(s, actor, action, target, detail or {})
+            add_event(s, actor, action, target, detail or {})
 
     def audit_log(
         self,
@@ -579,22 +366,5 @@ class Registry:
         limit: int = 1000,
     ) -> list[AuditEvent]:
         """Audit events, newest first; filters are literal (never SQL patterns)."""
-        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
-        if actor:
-            query = query.where(AuditRow.actor == actor)
-        if action:
-            query = query.where(AuditRow.action == action)
-        if target:
-            query = query.where(
-                (AuditRow.target == target)
-                | func.substr(AuditRow.target, 1, len(target) + 1).in_([target + ":", target + "@"])
-            )
-        if since:
-            query = query.where(AuditRow.ts >= since)
-        if until:
-            query = query.where(AuditRow.ts <= until)
         with self._read() as s:
-            return [
-                AuditEvent(r.id, r.ts, r.actor, r.action, r.target, dict(r.detail or {}))
-                for r in s.scalars(query).all()
-            ]
+            return events(s, actor=actor, action=action, target=target, since=since, until=until, limit=limit)

@@ -1,4 +1,4 @@
-"""Panels of the Admin page: users, API tokens, audit log.
+"""Panels of the Admin page: users, API tokens, audit log, in three tabs.
 
 Every change goes through :class:`portal.accounts.auth.Auth` with the signed-in admin as
 ``actor`` (re-checked there), so it is refused for anyone else and audited.
@@ -15,11 +15,25 @@ from ..accounts.auth import ROLES, Auth, User
 from ..core import Portal
 from . import keys
 from .audit import audit_csv, audit_frame, find_events
+from .session import auth
 from .widgets import flash, shown_errors
 
-__all__ = ["audit_panel", "tokens_panel", "users_panel"]
+__all__ = ["admin_tabs", "audit_panel", "tokens_panel", "users_panel"]
 
 _WHEN = "YYYY-MM-DD HH:mm:ss"
+
+
+def admin_tabs(portal: Portal) -> None:
+    """The Users, API tokens and Audit log tabs, acting as the signed-in admin."""
+    store = auth(portal)
+    actor = portal.user or portal.actor  # the admin, checked again by the library on every change
+    users, tokens, audit = st.tabs(["Users", "API tokens", "Audit log"])
+    with users:
+        users_panel(store, actor)
+    with tokens:
+        tokens_panel(store, actor, st.session_state.get(keys.NEW_SECRET))
+    with audit:
+        audit_panel(portal)
 
 
 def _users_frame(users: list[User]) -> pd.DataFrame:

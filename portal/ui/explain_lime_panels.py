@@ -1,7 +1,7 @@
 """LIME panels of the Explain page (one row, many rows, what-if, images) and SHAP vs LIME agreement.
 
-The panels have the names and arguments of their SHAP twins in :mod:`.explain_panels`,
-so the page picks a module by method.
+The panels have the names and arguments of their SHAP twins in :mod:`.explain_shap_panels`,
+so :mod:`.explain_panels` picks a module by method.
 
 Same flow as the SHAP panels: a job is built (cheap), a cached result shows at
 once, otherwise the estimate is shown and the run starts on a click.
@@ -28,15 +28,13 @@ from ..explain import (
 )
 from ..explain.agreement import AgreementReport
 from ..storage.registry import ModelVersion
-from .explain_inputs import PREFIX
-from .explain_panels import _explained, _progress_of, picked_images, whatif_inputs
+from . import keys
+from .explain_widgets import explained, picked_images, progress_of, whatif_inputs
 from .render import chart
 from .widgets import shown_errors
 
 __all__ = ["agreement_panel", "image_panel", "many_rows_panel", "one_row_panel", "whatif_panel"]
 
-LIME = PREFIX + "lime."
-AGREE = PREFIX + "agree."
 _PREDICTED = "predicted class"
 _HEADINGS = {"spearman": "rank correlation", "top_k_overlap": "top-k overlap", "sign_agreement": "same direction",
              "lime_r2": "LIME R²", "shap_top": "SHAP top", "lime_top": "LIME top"}
@@ -88,15 +86,15 @@ def _row_result(expl: LimeTabularExplanation, *, key: str, label: str, was: floa
 def one_row_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
                        settings: ExplainSettings) -> None:
     """LIME's weights of one row's feature conditions, with intercept, surrogate value and local R²."""
-    index = int(st.number_input("Row", min_value=0, max_value=len(rows) - 1, value=0, step=1, key=PREFIX + "row"))
-    target = _target(version, LIME + "row.target")
+    index = int(st.number_input("Row", min_value=0, max_value=len(rows) - 1, value=0, step=1, key=keys.EXPLAIN + "row"))
+    target = _target(version, keys.EXPLAIN_LIME + "row.target")
     with shown_errors():
         job = LimeJob(portal, version, rows.iloc[[index]], background=background, target=target, settings=settings)
-        expl = _explained(job, key=LIME + "row.run", label="Explain this row with LIME")
+        expl = explained(job, key=keys.EXPLAIN_LIME + "row.run", label="Explain this row with LIME")
         if expl is None:
             return
-        _row_result(expl, key=LIME + "row.chart", label=f"row {index}")
-        _downloads(expl, LIME + "row.download")
+        _row_result(expl, key=keys.EXPLAIN_LIME + "row.chart", label=f"row {index}")
+        _downloads(expl, keys.EXPLAIN_LIME + "row.download")
 
 
 def many_rows_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
@@ -104,20 +102,20 @@ def many_rows_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, b
     """Mean |LIME weight| per feature, and every row's fit."""
     top = min(len(rows), 500)
     count = st.slider("Rows to explain (from the top)", min_value=1, max_value=top, value=min(top, 50),
-                      key=PREFIX + "many.count") if top > 1 else 1
-    target = _target(version, LIME + "many.target")
+                      key=keys.EXPLAIN + "many.count") if top > 1 else 1
+    target = _target(version, keys.EXPLAIN_LIME + "many.target")
     with shown_errors():
         job = LimeJob(portal, version, rows.head(count), background=background, target=target, settings=settings)
-        expl = _explained(job, key=LIME + "many.run", label=f"Explain {count} rows with LIME")
+        expl = explained(job, key=keys.EXPLAIN_LIME + "many.run", label=f"Explain {count} rows with LIME")
         if expl is None:
             return
-        chart(lf.lime_importance(expl), key=LIME + "many.importance")
+        chart(lf.lime_importance(expl), key=keys.EXPLAIN_LIME + "many.importance")
         table = expl.to_frame()[["row", "explained", "model_output", "local_prediction", "intercept", "local_r2"]]
         table["top conditions"] = [", ".join(expl.conditions[i][j] for j in abs(expl.weights[i]).argsort()[::-1][:3])
                                    for i in range(len(table))]
         st.dataframe(table, hide_index=True, width="stretch")
         st.caption(f"{expl.describe_method()}; {_source(expl)} · {expl.model_rows:,} model evaluations")
-        _downloads(expl, LIME + "many.download")
+        _downloads(expl, keys.EXPLAIN_LIME + "many.download")
 
 
 def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
@@ -129,13 +127,13 @@ def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, back
     edited, loaded = inputs
     with shown_errors():
         job = LimeJob(portal, version, edited, background=background, settings=settings)
-        expl = job.run() if job.cached or job.estimate.seconds <= 5 else _explained(
-            job, key=LIME + "whatif.run", label="Explain the edited row with LIME")
+        expl = job.run() if job.cached or job.estimate.seconds <= 5 else explained(
+            job, key=keys.EXPLAIN_LIME + "whatif.run", label="Explain the edited row with LIME")
         if expl is None:
             return
         start = LimeJob(portal, version, rows.iloc[[loaded]], background=background, settings=settings)
         was = float(start.function(start.rows)[0, expl.target_index[0]])
-        _row_result(expl, key=LIME + "whatif.chart", label="the edited row", was=was)
+        _row_result(expl, key=keys.EXPLAIN_LIME + "whatif.chart", label="the edited row", was=was)
         st.caption(f"The change is relative to row {loaded} as it was.")
 
 
@@ -148,16 +146,16 @@ def image_panel(portal: Portal, version: ModelVersion, settings: ExplainSettings
     images, top = picked
     with shown_errors():
         job = LimeImageJob(portal, version, images, settings=replace(settings, top_classes=top))
-        expl = _explained(job, key=LIME + "image.run", label="Explain the image(s) with LIME")
+        expl = explained(job, key=keys.EXPLAIN_LIME + "image.run", label="Explain the image(s) with LIME")
         if expl is None:
             return
         for i in range(len(expl.outputs)):
-            chart(lf.lime_superpixels(expl, i, max_classes=top), key=f"{LIME}image.chart.{i}")
+            chart(lf.lime_superpixels(expl, i, max_classes=top), key=f"{keys.EXPLAIN_LIME}image.chart.{i}")
         st.caption(f"LIME: {expl.num_samples:,} samples per image, superpixels switched off to their mean colour, "
                    f"kernel width {expl.kernel_width:g}; {_source(expl)} · {expl.model_rows:,} model evaluations")
         st.download_button("Report (HTML)", data=lf.lime_report(expl), icon=":material/description:",
                            file_name=f"{expl.ref.replace(':', '-')}-lime.html", mime="text/html",
-                           on_click="ignore", key=LIME + "image.html")
+                           on_click="ignore", key=keys.EXPLAIN_LIME + "image.html")
 
 
 # -- agreement --------------------------------------------------------------------------
@@ -169,20 +167,21 @@ def agreement_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, b
     top = min(len(rows), 200)
     cols = st.columns(2)
     count = cols[0].slider("Rows to compare", min_value=1, max_value=top, value=min(top, 20),
-                           key=AGREE + "count") if top > 1 else 1
+                           key=keys.EXPLAIN_AGREE + "count") if top > 1 else 1
     features = max(1, rows.shape[1])
     top_k = int(cols[1].number_input("Top-k features", min_value=1, max_value=max(1, min(20, features)),
-                                     value=min(5, features), key=AGREE + "k"))
+                                     value=min(5, features), key=keys.EXPLAIN_AGREE + "k"))
     with shown_errors():
         jobs = agreement_jobs(portal, version, rows.head(count), background=background, settings=settings)
         if not all(job.cached for job in jobs):
             shap_s, lime_s = (job.estimate.seconds for job in jobs)
             st.caption(f"Estimate: SHAP about {shap_s:.1f} s, LIME about {lime_s:.1f} s for {count} row(s).")
-            if not st.button("Compare SHAP and LIME", type="primary", key=AGREE + "run", icon=":material/compare:"):
+            if not st.button("Compare SHAP and LIME", type="primary", key=keys.EXPLAIN_AGREE + "run",
+                             icon=":material/compare:"):
                 return
         bar = st.progress(0.0, text="Explaining …")
         report = explain_agreement(portal, version, rows.head(count), background=background, settings=settings,
-                                   top_k=top_k, progress=_progress_of(bar))
+                                   top_k=top_k, progress=progress_of(bar))
         bar.empty()
         _agreement_result(report)
 
@@ -198,7 +197,7 @@ def _agreement_result(report: AgreementReport) -> None:
                    help="share of a row's top features that both explainers rank in their top k")
     cols[3].metric("Same direction", _ratio(s["mean_sign_agreement"]),
                    help="share of the top features that both push the same way")
-    chart(lf.agreement_rows(report), key=AGREE + "rows")
+    chart(lf.agreement_rows(report), key=keys.EXPLAIN_AGREE + "rows")
     if report.flagged:
         listed = ", ".join(f"row {r}" for r in report.flagged)
         st.warning(f"SHAP and LIME disagree most on {listed} (shaded above).", icon=":material/call_split:")
@@ -211,15 +210,16 @@ def _agreement_result(report: AgreementReport) -> None:
     st.dataframe(worst, hide_index=True, width="stretch")
     rows = list(report.per_row["row"])
     picked = st.selectbox("Side by side", rows, index=rows.index(report.flagged[0]) if report.flagged else 0,
-                          format_func=lambda r: f"row {r}", key=AGREE + "row")
-    chart(lf.agreement_row(report, int(picked)), key=AGREE + "row.chart")
-    chart(lf.agreement_importance(report), key=AGREE + "importance")
+                          format_func=lambda r: f"row {r}", key=keys.EXPLAIN_AGREE + "row")
+    chart(lf.agreement_row(report, int(picked)), key=keys.EXPLAIN_AGREE + "row.chart")
+    chart(lf.agreement_importance(report), key=keys.EXPLAIN_AGREE + "importance")
     buttons = st.columns(2)
     buttons[0].download_button("Per row (CSV)", data=frame_to_csv_bytes(report.per_row.drop(columns=["disagreement"])),
                             file_name="shap-vs-lime.csv", mime="text/csv", icon=":material/download:",
-                            on_click="ignore", key=AGREE + "csv")
+                            on_click="ignore", key=keys.EXPLAIN_AGREE + "csv")
     buttons[1].download_button("Report (HTML)", data=lf.lime_report(report), file_name="shap-vs-lime.html",
-                            mime="text/html", icon=":material/description:", on_click="ignore", key=AGREE + "html")
+                            mime="text/html", icon=":material/description:", on_click="ignore",
+                            key=keys.EXPLAIN_AGREE + "html")
 
 
 def _ratio(value: float | None) -> str:

@@ -1,344 +1,53 @@
-"""Panels of the Explain page (SHAP): one row, many rows, what-if, images, variant drift.
+"""The Explain page's panels: SHAP or LIME by the chosen method, one tab per question for a table.
 
-The method, settings and data widgets live in :mod:`.explain_inputs`, the LIME
-and SHAP-vs-LIME panels in :mod:`.explain_lime_panels`; both reuse the helpers here.
-
-Every panel builds a job (cheap: the data is checked and hashed), shows its
-result at once when the explanation is cached, and otherwise shows the time
-estimate and runs it on request behind a progress bar. Results live in the
-on-disk explanation cache, not in session state, so revisiting is instant.
+The SHAP panels live in :mod:`.explain_shap_panels` and their LIME twins (same
+names and arguments) in :mod:`.explain_lime_panels`; the widgets both share
+(method, settings, data, run button) in :mod:`.explain_widgets`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+from types import ModuleType
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from ..explain import figures as xf
 from .. import views
 from ..core import Portal
-from ..serving.dataio import frame_to_csv_bytes
-from ..errors import PortalError
-from ..explain import (ExplainSettings, ImageJob, LimeImageJob, LimeJob, TabularExplanation, TabularJob,
-                       explain_drift, is_warm)
-from ..explain.drift import drift_jobs
+from ..explain import ExplainSettings, warm_up_shap
 from ..storage.registry import ModelVersion
-from .explain_inputs import PREFIX, data_sources, settings_panel
-from .render import chart
-from .widgets import feature_input, shown_errors
+from . import explain_lime_panels as lime_panels
+from . import explain_shap_panels as shap_panels
+from .explain_widgets import data_sources, settings_panel
 
-__all__ = ["data_sources", "drift_panel", "image_panel", "many_rows_panel", "one_row_panel", "picked_images",
-           "settings_panel", "variant_drift_panel", "whatif_inputs", "whatif_panel"]
-
-WHATIF = PREFIX + "whatif."  # + "<ref>.<column>": one what-if field
-_PREDICTED = "predicted class"
-_NONE = "(none)"
+__all__ = ["explanation_panels", "settings_panel", "warm_up_shap"]
 
 
-# -- running ----------------------------------------------------------------------------
-def _explained(job: TabularJob | ImageJob | LimeJob | LimeImageJob, *, key: str, label: str = "Explain") -> Any:
-    """The job's result: at once when cached, else after a click, with the estimate and a progress bar."""
-    if job.cached:
-        return job.run()
-    try:
-        plan = job.estimate
-    except PortalError as exc:
-        st.error(exc.message, icon=":material/timer_off:")
-        return None
-    st.caption(f"Estimate: {plan.describe()}")
-    for note in plan.notes:
-        st.info(note, icon=":material/speed:")
-    if not st.button(label, key=key, type="primary", icon=":material/psychology:"):
-        return None
-    waiting = "Explaining … (shap compiles once per server start; this first run waits for it)"
-    bar = st.progress(0.0, text="Explaining …" if is_warm() or isinstance(job, (LimeJob, LimeImageJob)) else waiting)
-    result = None
-    with shown_errors():
-        result = job.run(progress=_progress_of(bar))
-    bar.empty()
-    return result
-
-
-def _progress_of(bar: Any) -> Any:
-    def progress(fraction: float, text: str) -> None:
-        bar.progress(min(1.0, fraction), text=text)
-
-    return progress
-
-
-def _target(expl: TabularExplanation, key: str) -> str | None:
-    if not expl.classifier:
-        if len(expl.output_names) == 1:
-            return None
-        return st.selectbox("Output to explain", expl.output_names, key=key)
-    choice = st.selectbox("Class to explain", [_PREDICTED, *expl.output_names], key=key,
-                          help="default: each row's predicted class")
-    return None if choice == _PREDICTED else choice
-
-
-def _additivity(expl: Any) -> None:
-    ok = "within" if expl.additive else "**over**"
-    source = "loaded from the cache" if expl.from_cache else f"computed in {expl.seconds:.2f} s"
-    st.caption(f"Additivity check: base value + sum of attributions = model output, max error "
-               f"{expl.max_additivity_error:.1e} ({ok} tolerance {expl.tolerance:.0e}) · {source} · "
-               f"{expl.model_rows:,} model evaluations")
-
-
-def _downloads(expl: TabularExplanation, target: str | None, rows: list[int], key: str) -> None:
-    cols = st.columns(2)
-    cols[0].download_button("SHAP values (CSV)", data=xf.shap_csv(expl, target=target),
-                            file_name=f"{expl.ref.replace(':', '-')}-shap.csv", mime="text/csv",
-                            icon=":material/download:", on_click="ignore", key=key + ".csv")
-    cols[1].download_button("Report (HTML)", data=xf.html_report(expl, rows, target=target),
-                            file_name=f"{expl.ref.replace(':', '-')}-explanation.html", mime="text/html",
-                            icon=":material/description:", on_click="ignore", key=key + ".html")
-
-
-# -- tabular panels ---------------------------------------------------------------------
-def one_row_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
-                  settings: ExplainSettings) -> None:
-    """A waterfall of one row's attributions, with its feature values, output and base value."""
-    index = int(st.number_input("Row", min_value=0, max_value=len(rows) - 1, value=0, step=1, key=PREFIX + "row"))
-    with shown_errors(stop=False):
-        job = TabularJob(portal, version, rows.iloc[[index]], background=background, settings=settings)
-        expl = _explained(job, key=PREFIX + "row.run", label="Explain this row")
-        if expl is None:
-            return
-        target = _target(expl, PREFIX + "row.target")
-        _row_result(expl, target, key=PREFIX + "row.chart", label=f"row {index}")
-        _downloads(expl, target, [0], PREFIX + "row.download")
-
-
-def _row_result(expl: TabularExplanation, target: str | None, *, key: str, was: float | None = None,
-                label: str | None = None) -> None:
-    chosen = expl.select(target)
-    cols = st.columns(3)
-    delta = None if was is None else f"{chosen.outputs[0] - was:+.4g}"
-    cols[0].metric(f"Output ({chosen.targets[0]})", f"{chosen.outputs[0]:.4g}", delta=delta)
-    cols[1].metric("Base value", f"{chosen.base_values[0]:.4g}", help=expl.background.describe())
-    cols[2].metric("Explainer", expl.explainer)
-    chart(xf.waterfall(expl, 0, target=target, label=label), key=key)
-    _additivity(expl)
-    st.caption(expl.background.describe())
-
-
-def many_rows_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
-                    settings: ExplainSettings) -> None:
-    """Global importance, beeswarm and dependence over many rows."""
-    top = min(len(rows), 500)
-    count = st.slider("Rows to explain (from the top)", min_value=1, max_value=top, value=min(top, 50),
-                      key=PREFIX + "many.count") if top > 1 else 1
-    with shown_errors():
-        job = TabularJob(portal, version, rows.head(count), background=background, settings=settings)
-        expl = _explained(job, key=PREFIX + "many.run", label=f"Explain {count} rows")
-        if expl is None:
-            return
-        target = _target(expl, PREFIX + "many.target")
-        chart(xf.importance_bar(expl, target=target), key=PREFIX + "many.importance")
-        chart(xf.beeswarm(expl, target=target), key=PREFIX + "many.beeswarm")
-        _dependence(expl, target)
-        _additivity(expl)
-        shown = st.multiselect("Rows in the HTML report", list(range(len(expl.outputs))),
-                               default=list(range(min(5, len(expl.outputs)))), key=PREFIX + "many.report")
-        _downloads(expl, target, shown, PREFIX + "many.download")
-
-
-def _dependence(expl: TabularExplanation, target: str | None) -> None:
-    order = np.argsort(-np.abs(expl.select(target).values).mean(axis=0), kind="stable")
-    names = [expl.feature_names[j] for j in order]
-    cols = st.columns(2)
-    feature = cols[0].selectbox("Dependence of", names, key=PREFIX + "many.feature")
-    others = [_NONE, *[n for n in names if n != feature]]
-    color = cols[1].selectbox("Coloured by", others, index=min(1, len(others) - 1), key=PREFIX + "many.color")
-    chart(xf.dependence(expl, feature, color_by=None if color == _NONE else color, target=target),
-          key=PREFIX + "many.dependence")
-
-
-def _load_row(fields: list[views.FeatureField], rows: pd.DataFrame, prefix: str) -> None:
-    index = int(st.session_state[PREFIX + "whatif.from"])
-    for name, value in views.row_values(fields, rows, index).items():
-        st.session_state[prefix + name] = value
-    st.session_state[PREFIX + "whatif.loaded"] = index
-
-
-def whatif_inputs(version: ModelVersion, rows: pd.DataFrame) -> tuple[pd.DataFrame, int] | None:
-    """The what-if form: the edited row, and the index of the row it started from (shared by SHAP and LIME)."""
-    try:
-        fields = views.feature_fields(version, rows)
-    except PortalError as exc:
-        st.info(exc.message, icon=":material/info:")
-        return None
-    prefix = f"{WHATIF}{version.ref}."
-    if prefix + fields[0].name not in st.session_state:
-        st.session_state[PREFIX + "whatif.from"] = 0
-        _load_row(fields, rows, prefix)
-    cols = st.columns([1, 1, 3], vertical_alignment="bottom")
-    cols[0].number_input("Start from row", min_value=0, max_value=len(rows) - 1, step=1, key=PREFIX + "whatif.from")
-    cols[1].button("Load row", on_click=_load_row, args=(fields, rows, prefix), icon=":material/input:")
-    with st.form(prefix + "form"):
-        grid = st.columns(3)
-        for i, field in enumerate(fields):
-            with grid[i % 3]:
-                feature_input(field, prefix + field.name)
-        st.form_submit_button("Update", type="primary", icon=":material/refresh:")
-    edited = pd.DataFrame([{f.name: st.session_state[prefix + f.name] for f in fields}])
-    return edited, int(st.session_state.get(PREFIX + "whatif.loaded", 0))
-
-
-def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
-                 settings: ExplainSettings) -> None:
-    """Edit a row's values; its prediction and waterfall follow."""
-    inputs = whatif_inputs(version, rows)
-    if inputs is None:
-        return
-    edited, loaded = inputs
-    with shown_errors():
-        job = TabularJob(portal, version, edited, background=background, settings=settings)
-        expl = job.run() if job.cached or job.estimate.seconds <= 5 else _explained(
-            job, key=PREFIX + "whatif.run", label="Explain the edited row")
-        if expl is None:
-            return
-        target = _target(expl, PREFIX + "whatif.target")
-        start = TabularJob(portal, version, rows.iloc[[loaded]], background=background, settings=settings)
-        was = None
-        if start.cached or start.estimate.seconds <= 5:
-            original = start.run()
-            was = float(original.select(target if target is not None else expl.select().targets[0]).outputs[0])
-        _row_result(expl, target, key=PREFIX + "whatif.chart", was=was, label="the edited row")
-        if was is not None:
-            st.caption(f"The change is relative to row {loaded} as it was.")
-
-
-# -- images -----------------------------------------------------------------------------
-def _reference_images(version: ModelVersion, reference: pd.DataFrame | None, count: int) -> np.ndarray | None:
-    """Reference rows of pixel columns as model-input images (the digits demo keeps its images so)."""
-    shape = version.signature["inputs"][0].get("shape") or []
-    dims = [d for d in shape[1:] if isinstance(d, int)]
-    names = version.feature_names or []
-    if reference is None or len(dims) != 3 or len(names) != int(np.prod(dims)):
-        return None
-    if not set(names) <= set(reference.columns):
-        return None
-    pixels = reference[names].head(count).to_numpy(np.float32)
-    return pixels.reshape(len(pixels), *dims)
-
-
-def picked_images(portal: Portal, version: ModelVersion) -> tuple[Any, int] | None:
-    """Dropped images (else a reference image) and how many classes per image to explain."""
-    uploads = st.file_uploader("Images", type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
-                               accept_multiple_files=True, key=PREFIX + "images")
-    reference = _reference_images(version, portal.reference_frame(version.ref), 12)
-    images: Any = [u.getvalue() for u in uploads] if uploads else None
-    if images is None and reference is not None:
-        index = int(st.number_input("Reference image", min_value=0, max_value=len(reference) - 1, value=0,
-                                    key=PREFIX + "image.row", help="or drop image files above"))
-        images = reference[index : index + 1]
-    if images is None:
-        st.info("Drop one or more images to explain.", icon=":material/image:")
-        return None
-    classes = len(version.class_labels or []) or 10
-    top = st.slider("Classes per image", min_value=1, max_value=min(5, classes), value=min(3, classes),
-                    key=PREFIX + "image.top")
-    return images, top
-
-
-def image_panel(portal: Portal, version: ModelVersion, settings: ExplainSettings) -> None:
-    """Images with the attribution heat map of their top classes overlaid."""
-    picked = picked_images(portal, version)
-    if picked is None:
-        return
-    images, top = picked
-    with shown_errors():
-        job = ImageJob(portal, version, images, settings=replace(settings, top_classes=top))
-        expl = _explained(job, key=PREFIX + "image.run", label="Explain the image(s)")
-        if expl is None:
-            return
-        for i in range(len(expl.outputs)):
-            chart(xf.image_overlay(expl, i, max_classes=top), key=f"{PREFIX}image.chart.{i}")
-        _additivity(expl)
-        st.download_button("Report (HTML)", data=xf.html_report(expl), icon=":material/description:",
-                           file_name=f"{expl.ref.replace(':', '-')}-explanation.html", mime="text/html",
-                           on_click="ignore", key=PREFIX + "image.html")
-
-
-# -- drift ------------------------------------------------------------------------------
-def _comparison(portal: Portal, version: ModelVersion, prefix: str) -> str | None:
-    if version.parent:
-        st.caption(f"{version.ref} is a {version.method or 'derived'} variant of {version.parent}: "
-                   "are its answers still made for the same reasons?")
-        return version.parent
-    others = [v.ref for v in portal.get_model(version.name).versions if v.ref != version.ref]
-    if not others:
-        st.info("This version is not a variant and has no other versions to compare with. Create compressed "
-                "variants on **Compare**, then pick one in the sidebar.", icon=":material/account_tree:")
-        return None
-    choice = st.selectbox("Compare with", [_NONE, *others], key=prefix + "drift.other",
-                          help="this version is not a variant; compare it with another version instead")
-    return None if choice == _NONE else choice
-
-
-def drift_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, background: Any,
-                settings: ExplainSettings, *, prefix: str = PREFIX) -> None:
-    """Explanation drift of a variant against its parent: rank correlation, top-k agreement, largest changes."""
-    if settings.method == "lime":
-        st.caption("Variant drift compares SHAP explanations (the method choice applies to the other tabs).")
-    parent = _comparison(portal, version, prefix)
-    if parent is None:
-        return
-    top = min(len(rows), 200)
-    count = st.slider("Rows to compare", min_value=1, max_value=top, value=min(top, 20), key=prefix + "drift.count") \
-        if top > 1 else 1
-    top_k = int(st.number_input("Top-k features", min_value=1, max_value=20, value=5, key=prefix + "drift.k"))
-    with shown_errors():
-        jobs = drift_jobs(portal, version, parent, rows.head(count), background=background, settings=settings)
-        if not all(job.cached for job in jobs):
-            seconds = sum(job.estimate.seconds for job in jobs)
-            st.caption(f"Estimate: both versions explain {count} row(s), about {seconds:.1f} s in all.")
-            if not st.button("Compare explanations", type="primary", key=prefix + "drift.run",
-                             icon=":material/difference:"):
-                return
-        bar = st.progress(0.0, text="Explaining …")
-        report = explain_drift(portal, version, parent, rows.head(count), background=background, settings=settings,
-                               top_k=top_k, progress=_progress_of(bar))
-        bar.empty()
-        _drift_result(report, prefix)
-
-
-def variant_drift_panel(portal: Portal, version: ModelVersion, *, prefix: str = "compare.explain.") -> None:
-    """For the Compare page: explanation drift of a variant against its parent, on its reference rows."""
-    if not version.parent:
-        return
-    rows = portal.reference_frame(version.ref)
-    if rows is None:
-        rows = portal.reference_frame(version.parent)
-    if rows is None:
-        st.info("Explanation drift needs reference data; neither this variant nor its parent has any.",
+def explanation_panels(portal: Portal, version: ModelVersion, settings: ExplainSettings) -> None:
+    """The panels that fit the version's inputs: images, a table's tabs, or why raw tensors have none."""
+    mode = views.input_mode(version)
+    panels = lime_panels if settings.method == "lime" else shap_panels  # the same panels, by method
+    if mode == "image":
+        panels.image_panel(portal, version, settings)
+    elif mode == "tabular":
+        _tabular_tabs(portal, version, settings, panels)
+    else:
+        st.info(f"{version.ref} takes raw tensors; explanations need table columns or images.",
                 icon=":material/info:")
-        return
-    drift_panel(portal, version, rows.reset_index(drop=True), None, ExplainSettings(), prefix=prefix)
 
 
-def _drift_result(report: Any, prefix: str) -> None:
-    summary = report.summary()
-    cols = st.columns(3)
-    cols[0].metric("Rank correlation (global)", _ratio(summary["spearman"]),
-                   help="Spearman correlation of mean |SHAP| per feature")
-    cols[1].metric("Rank correlation (mean per row)", _ratio(summary["mean_row_spearman"]))
-    cols[2].metric(f"Top-{report.top_k} agreement", _ratio(summary["mean_row_top_k_agreement"]),
-                   help="share of a row's top features that both versions rank in their top k")
-    chart(xf.drift_rows(report), key=prefix + "drift.rows")
-    chart(xf.drift_importance(report), key=prefix + "drift.importance")
-    st.markdown("**Largest attribution changes**")
-    st.dataframe(report.changes, hide_index=True, width="stretch")
-    st.download_button("Changes (CSV)", data=frame_to_csv_bytes(report.changes), file_name="explanation-drift.csv",
-                       mime="text/csv", icon=":material/download:", on_click="ignore", key=prefix + "drift.csv")
-    with st.expander("Per row"):
-        st.dataframe(report.per_row, hide_index=True, width="stretch")
-
-
-def _ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _tabular_tabs(portal: Portal, version: ModelVersion, settings: ExplainSettings, panels: ModuleType) -> None:
+    sources = data_sources(portal, version)
+    if sources is None:
+        st.stop()
+    rows, background = sources
+    one, many, whatif, drift, agree = st.tabs(["One row", "Many rows", "What-if", "Variant drift", "SHAP vs LIME"])
+    with one:
+        panels.one_row_panel(portal, version, rows, background, settings)
+    with many:
+        panels.many_rows_panel(portal, version, rows, background, settings)
+    with whatif:
+        panels.whatif_panel(portal, version, rows, background, settings)
+    with drift:
+        shap_panels.drift_panel(portal, version, rows, background, settings)
+    with agree:
+        lime_panels.agreement_panel(portal, version, rows, background, settings)

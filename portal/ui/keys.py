@@ -13,6 +13,7 @@ FLASH = "flash"
 
 # upload page
 UPLOAD_NONCE = "upload.nonce"  # bumped to give the file uploader a fresh, empty key
+UPLOAD_FILE = "upload.file."  # + nonce: the file uploader
 STAGED = "upload.staged"  # (file token, StagedModel) waiting for confirmation
 UPLOAD_FAILURE = "upload.failure"  # (file token, message, needs input shape)
 REGISTERED = "upload.registered"  # reference of the version just registered
@@ -24,9 +25,37 @@ DELETE_ARMED = "models.delete.armed"  # reference a delete is being confirmed fo
 
 # predict page
 FORM_PREFIX = "predict.form."  # + "<ref>.<column>": one form field
+FORM_ROW = "__row"  # after FORM_PREFIX + "<ref>.": the reference row the form fills from
 FORM_RESULT = "predict.form.result"  # (ref, Prediction, result frame)
 BATCH_RESULT = "predict.batch.result"  # (ref, file token, joined frame, latency, rows)
 IMAGE_RESULT = "predict.image.result"  # (ref, file tokens, result frame, latency)
+
+# compare page (widgets)
+COMPARE_METHODS = "compare.methods"
+COMPARE_CALIBRATION = "compare.calibration"  # calibration data files
+COMPARE_DATA = "compare.data"  # evaluation data files
+COMPARE_TOLERANCE = "compare.tolerance"
+COMPARE_OBJECTIVE = "compare.objective"
+COMPARE_BATCH = "compare.batch"
+COMPARE_FLIPPED = "compare.flipped"  # the variant whose flipped rows are listed
+COMPARE_PROMOTE = "compare.promote"  # the variant to promote
+COMPARE_ALIAS = "compare.alias"
+COMPARE_EXPLAIN = "compare.explain."  # prefix of the variant explanation-drift panel's widgets
+
+# explain page: every widget key starts with EXPLAIN
+EXPLAIN = "explain."
+EXPLAIN_METHOD = EXPLAIN + "method"  # "shap" or "lime"
+EXPLAIN_WHATIF = EXPLAIN + "whatif."  # + "<ref>.<column>": one what-if field
+EXPLAIN_WHATIF_FROM = EXPLAIN + "whatif.from"  # the row the what-if form loads
+EXPLAIN_WHATIF_LOADED = EXPLAIN + "whatif.loaded"  # the row it loaded last (what a change is relative to)
+EXPLAIN_LIME = EXPLAIN + "lime."  # prefix of the LIME panels' widgets
+EXPLAIN_AGREE = EXPLAIN + "agree."  # prefix of the SHAP-vs-LIME panel's widgets
+
+# monitor page (widgets)
+MONITOR_WINDOW = "monitor.window"
+MONITOR_CUSTOM = "monitor.custom"  # the custom date range
+MONITOR_SCOPE = "monitor.scope"
+MONITOR_FEATURE = "monitor.feature."  # + version ref: the feature whose distributions are shown
 
 # accounts (portal.ui.session)
 SIGNED_IN = "auth.signed_in"  # SignedIn of this browser session, checked on every run

@@ -1,4 +1,4 @@
-"""Panels of the Monitor page: window picker, metric tiles, traffic and error charts, input drift."""
+"""Panels of the Monitor page: log state, window picker, metric tiles, traffic and error charts, input drift."""
 
 from __future__ import annotations
 
@@ -7,44 +7,52 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from ..monitor import stats as monitor, figures as monitor_figures
 from ..core import Portal
-from ..monitor.stats import TimeRange, TrafficSummary
+from ..monitor import figures as monitor_figures
+from ..monitor import stats as monitor
 from ..monitor.drift import DriftReport, input_drift
+from ..monitor.stats import TimeRange, TrafficSummary
 from ..storage.registry import ModelVersion
+from . import keys
 from .render import chart
+from .widgets import shown_errors
 
 __all__ = [
     "drift_panel",
     "errors_panel",
+    "log_state",
     "metric_tiles",
     "pick_scope",
     "pick_window",
+    "summary_panels",
     "traffic_panel",
     "tile_values",
 ]
-
-# session-state keys of the Monitor page (widgets)
-WINDOW_KEY = "monitor.window"
-CUSTOM_KEY = "monitor.custom"
-SCOPE_KEY = "monitor.scope"
-FEATURE_KEY = "monitor.feature."  # + version ref
 
 WINDOWS = {"Last hour": "1h", "Last 24 hours": "24h", "Last 7 days": "7d", "Last 30 days": "30d", "Custom": None}
 THIS_VERSION, ALL_VERSIONS = "This version", "All versions"
 _HIGHLIGHT = {"significant": "background-color: #fee2e2", "moderate": "background-color: #fef3c7", "stable": ""}
 
 
+def log_state(portal: Portal) -> None:
+    """Warn when the prediction log is off; else flush it, so the last half second's predictions show too."""
+    if portal.monitor is None:
+        st.warning("The prediction log is off (`PORTAL_MONITOR=off`): new predictions are not recorded.",
+                   icon=":material/visibility_off:")
+    else:
+        portal.monitor.flush()
+
+
 def pick_window(portal: Portal) -> TimeRange | None:
     """The time range radio (last hour ... last 30 days, custom dates); None while custom dates are incomplete."""
-    choice = st.radio("Time range", list(WINDOWS), index=1, horizontal=True, key=WINDOW_KEY)
+    choice = st.radio("Time range", list(WINDOWS), index=1, horizontal=True, key=keys.MONITOR_WINDOW)
     now = monitor.now(portal)
     preset = WINDOWS[choice]
     if preset is not None:
         return TimeRange.last(monitor.PRESETS[preset], now=now)
     today = monitor.utc(now).date()
     picked = st.date_input("Dates (UTC)", value=(today - dt.timedelta(days=6), today), max_value=today,
-                           key=CUSTOM_KEY, help="From the start of the first day to the end of the last")
+                           key=keys.MONITOR_CUSTOM, help="From the start of the first day to the end of the last")
     if not isinstance(picked, (tuple, list)) or len(picked) != 2:
         st.info("Pick the last day of the range too.", icon=":material/date_range:")
         return None
@@ -54,7 +62,7 @@ def pick_window(portal: Portal) -> TimeRange | None:
 
 def pick_scope(version: ModelVersion) -> int | None:
     """This version only, or every version of the model (None)."""
-    scope = st.radio("Versions", [THIS_VERSION, ALL_VERSIONS], horizontal=True, key=SCOPE_KEY,
+    scope = st.radio("Versions", [THIS_VERSION, ALL_VERSIONS], horizontal=True, key=keys.MONITOR_SCOPE,
                      format_func=lambda s: f"v{version.version} only" if s == THIS_VERSION else f"all versions of {version.name}")
     return version.version if scope == THIS_VERSION else None
 
@@ -122,6 +130,19 @@ def errors_panel(summary: TrafficSummary) -> None:
                  column_config={"Message": st.column_config.TextColumn("Message", width="large")})
 
 
+def summary_panels(portal: Portal, version: ModelVersion, scope: int | None, window: TimeRange) -> None:
+    """The metric tiles, traffic and errors of the model (or one version) in ``window``, or why there are none."""
+    with shown_errors(stop=True):
+        summary = monitor.summarize(portal, version.name, scope, window)
+    if summary.empty:
+        st.info(f"No predictions of {summary.label} in this time range yet. Predictions from the Predict page, "
+                "`portal predict` and the REST API show up here as they happen.", icon=":material/monitoring:")
+        return
+    metric_tiles(summary)
+    traffic_panel(summary)
+    errors_panel(summary)
+
+
 def _drift_table(report: DriftReport) -> None:
     frame = report.frame()
     styled = frame.style.apply(lambda row: [_HIGHLIGHT[row["Level"]]] * len(row), axis=1).format({"PSI": "{:.4f}"})
@@ -152,6 +173,6 @@ def drift_panel(portal: Portal, version: ModelVersion, window: TimeRange) -> Non
         chart(monitor_figures.drift_bars(report), key="monitor.psi")
     with right:
         names = [f.feature for f in report.features]
-        feature = st.selectbox("Feature", names, key=FEATURE_KEY + version.ref,
+        feature = st.selectbox("Feature", names, key=keys.MONITOR_FEATURE + version.ref,
                                help="Features are listed by PSI, the most drifting first")
         chart(monitor_figures.feature_distributions(report.feature(feature)), key="monitor.distribution")

@@ -1,4 +1,4 @@
-"""Panels of the Predict page: a generated form, a batch file, images, raw tensors."""
+"""Panels of the Predict page: the version's header, a generated form, a batch file, images, raw tensors."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from .. import figures
-from .. import views
+from .. import figures, views
 from ..core import Portal
+from ..errors import PortalError
 from ..serving.batch import BatchJob
 from ..serving.dataio import frame_to_csv_bytes, peek_table, read_input
-from ..errors import PortalError
 from ..serving.images import IMAGE_SUFFIXES
 from ..storage.registry import ModelVersion
+from ..views import input_mode
 from . import keys
 from .render import chart, prediction_summary
 from .widgets import feature_input, latency_text, result_columns, shown_errors
 
-__all__ = ["batch_panel", "form_panel", "image_panel", "tensor_panel"]
+__all__ = ["batch_panel", "form_panel", "image_panel", "input_mode", "tensor_panel", "version_header"]
 
 _TABLE_ROWS = 10_000
 _PREVIEW_ROWS = 20
@@ -30,9 +30,18 @@ _GRID = 3
 _POLL_S = 0.5  # how often the progress of a running batch job is redrawn
 
 
+def version_header(version: ModelVersion) -> None:
+    """The page title and the version's task, inputs, size and aliases."""
+    st.title(f"Predict with {version.ref}")
+    details = [version.task, f"{len(version.signature['inputs'])} input(s)", views.format_bytes(version.size_bytes)]
+    if version.aliases:
+        details.append(", ".join(f"@{a}" for a in version.aliases))
+    st.caption(" · ".join(details) + " · pick another model or version in the sidebar")
+
+
 # -- form ----------------------------------------------------------------------------
 def _fill_from_row(fields: Sequence[views.FeatureField], reference: pd.DataFrame, prefix: str) -> None:
-    values = views.row_values(fields, reference, int(st.session_state[prefix + "__row"]))
+    values = views.row_values(fields, reference, int(st.session_state[prefix + keys.FORM_ROW]))
     for name, value in values.items():
         st.session_state[prefix + name] = value
 
@@ -40,7 +49,7 @@ def _fill_from_row(fields: Sequence[views.FeatureField], reference: pd.DataFrame
 def _reference_row_picker(fields: list[views.FeatureField], reference: pd.DataFrame, prefix: str) -> None:
     cols = st.columns([1, 1, 3], vertical_alignment="bottom")
     row = cols[0].number_input("Reference row", min_value=0, max_value=len(reference) - 1, value=0, step=1,
-                               key=prefix + "__row", help=f"0 to {len(reference) - 1}")
+                               key=prefix + keys.FORM_ROW, help=f"0 to {len(reference) - 1}")
     cols[1].button("Fill from this row", on_click=_fill_from_row, args=(fields, reference, prefix),
                    icon=":material/input:")
     if "target" in reference.columns:

@@ -69,7 +69,7 @@ def stage_text(stage: str) -> str:
 
 
 def uploader_key() -> str:
-    return f"upload.file.{st.session_state.setdefault(keys.UPLOAD_NONCE, 0)}"
+    return f"{keys.UPLOAD_FILE}{st.session_state.setdefault(keys.UPLOAD_NONCE, 0)}"
 
 
 def new_uploader_key() -> None:

@@ -48,6 +48,7 @@ def feature_input(field: FeatureField, key: str) -> None:
     else:
         st.number_input(field.name, step=None, format="%.6g", key=key)
 
+
 LATEST = "latest"
 
 # column formats shared by every table of models and versions

@@ -21,18 +21,18 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidInputError
+from ...serving.casting import listing
 from ..tensors import (
-    _NUMPY,
+    NUMPY_TYPES,
     InferRequest,
     RequestedOutput,
-    _binary_data,
-    _bytes_elements,
-    _check_shape,
-    _count,
-    _from_binary,
-    _listing,
-    _typed,
+    binary_data,
+    bytes_elements,
+    check_shape,
+    element_count,
+    from_binary,
     oip_datatype,
+    typed_array,
 )
 
 __all__ = ["decode_model_infer", "encode_model_infer"]
@@ -71,7 +71,7 @@ def decode_model_infer(request: Any, *, inputs: Sequence[dict[str, Any]], output
         arrays[name] = _decode_input(tensor, specs, raw[index] if raw else None)
     missing = [n for n in specs if n not in arrays]
     if missing:
-        raise InvalidInputError(f"missing input(s) {_listing(missing)}; the model takes {_listing(list(specs))}")
+        raise InvalidInputError(f"missing input(s) {listing(missing)}; the model takes {listing(list(specs))}")
     outputs = [RequestedOutput(_output_name(o.name, output_names), True) for o in request.outputs] or None
     first = next(iter(arrays.values()))
     rows = int(first.shape[0]) if first.ndim else 1
@@ -80,7 +80,7 @@ def decode_model_infer(request: Any, *, inputs: Sequence[dict[str, Any]], output
 
 def _output_name(name: str, names: Sequence[str]) -> str:
     if name not in names:
-        raise InvalidInputError(f"unknown output {name[:100]!r}; the model gives {_listing(list(names))}")
+        raise InvalidInputError(f"unknown output {name[:100]!r}; the model gives {listing(list(names))}")
     return name
 
 
@@ -88,18 +88,18 @@ def _decode_input(tensor: Any, specs: dict[str, dict[str, Any]], raw: bytes | No
     name = tensor.name
     spec = specs.get(name)
     if spec is None:
-        raise InvalidInputError(f"unknown input {name[:100]!r}; the model takes {_listing(list(specs))}")
+        raise InvalidInputError(f"unknown input {name[:100]!r}; the model takes {listing(list(specs))}")
     want = oip_datatype(spec["dtype"])
     if tensor.datatype != want:
         raise InvalidInputError(f"input {name!r}: expected datatype {want}, got {tensor.datatype[:32] or 'none'}")
-    if want not in _NUMPY and want != "BYTES":
+    if want not in NUMPY_TYPES and want != "BYTES":
         raise InvalidInputError(f"input {name!r}: datatype {want} cannot be sent over this API")
-    shape = _check_shape(name, list(tensor.shape), spec.get("shape"))
-    count = _count(name, shape)
+    shape = check_shape(name, list(tensor.shape), spec.get("shape"))
+    count = element_count(name, shape)
     if raw is not None:
         if tensor.HasField("contents") and any(len(getattr(tensor.contents, f)) for f in _FIELDS):
             raise InvalidInputError(f"input {name!r}: give either 'contents' or raw_input_contents, not both")
-        arr = _from_binary(name, want, memoryview(raw), count)
+        arr = from_binary(name, want, memoryview(raw), count)
     else:
         arr = _from_contents(name, want, tensor.contents, count)
     return arr.reshape(shape)
@@ -119,12 +119,12 @@ def _from_contents(name: str, datatype: str, contents: Any, count: int) -> np.nd
         )
     if datatype == "BYTES":
         # the same element check as raw BYTES, so both say the same thing about bad UTF-8
-        return _bytes_elements(name, memoryview(b"".join(len(v).to_bytes(4, "little") + v for v in values)), count)
+        return bytes_elements(name, memoryview(b"".join(len(v).to_bytes(4, "little") + v for v in values)), count)
     if datatype == "BOOL":
         return np.asarray(values, dtype=bool)
     kind = {"fp32_contents": np.float32, "fp64_contents": np.float64, "int_contents": np.int32,
             "int64_contents": np.int64, "uint_contents": np.uint32, "uint64_contents": np.uint64}[field]
-    return _typed(name, datatype, np.asarray(values, dtype=kind))
+    return typed_array(name, datatype, np.asarray(values, dtype=kind))
 
 
 def encode_model_infer(response: Any, outputs: dict[str, np.ndarray], wanted: list[RequestedOutput] | None,
@@ -137,7 +137,7 @@ def encode_model_infer(response: Any, outputs: dict[str, np.ndarray], wanted: li
     for name, arr, datatype in zip(names, arrays, datatypes, strict=True):
         tensor = response.outputs.add(name=name, datatype=datatype, shape=arr.shape)
         if raw:
-            response.raw_output_contents.append(_binary_data(arr, datatype))
+            response.raw_output_contents.append(binary_data(arr, datatype))
         else:
             _fill_contents(tensor.contents, arr, datatype)
     return response

@@ -12,9 +12,9 @@ cut short.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -24,9 +24,9 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ...errors import InferenceTimeoutError, InvalidInputError, UnsupportedFormatError
+from ...errors import InvalidInputError, UnsupportedFormatError
 from ...storage.registry import ModelVersion
-from ..context import ApiContext, context
+from ..context import context
 from ..errors import ERROR_RESPONSES
 from ..tensors import parse_json
 
@@ -156,40 +156,6 @@ async def _spool(request: Request, path: Path) -> None:
             await anyio.to_thread.run_sync(sink.write, bytes(pending))
 
 
-def _score_csv(ctx: ApiContext, version: ModelVersion, caller: str, source: Path, output: Path,
-               extra_columns: str) -> None:
-    """Score ``source`` into ``output`` within the row and time limits; one entry in the prediction log."""
-    from ...serving.batch import score_file
-
-    start = time.perf_counter()
-    hit = None
-    try:
-        with ctx.watchdog.guard() as deadline:
-            try:
-                loaded = ctx.session(version)
-                hit = ctx.portal.cache.last_hit()
-                result = score_file(loaded, version, source, output, chunk_rows=ctx.portal.settings.chunk_rows,
-                                    extra_columns=extra_columns, run_options=deadline.run_options,
-                                    max_rows=ctx.settings.max_batch_rows, name="request.csv")
-            except Exception as exc:
-                if deadline.fired or "terminate flag" in str(exc):
-                    ctx.metrics.rejected.labels("timeout").inc()
-                    raise InferenceTimeoutError(
-                        f"inference ran past the limit of {ctx.settings.infer_timeout_seconds:g} s and was "
-                        "stopped; send fewer rows per request (PORTAL_API_INFER_TIMEOUT_S sets the limit)"
-                    ) from exc
-                raise
-    except Exception as exc:
-        ctx.portal.log_prediction(version, rows=0, latency_s=time.perf_counter() - start, error=exc,
-                                  caller=caller, source="api")
-        raise
-    ctx.portal.log_prediction(version, rows=result.rows, latency_s=result.seconds, feeds=result.sample,
-                              cache_hit=hit, caller=caller, source="api")
-    labels = (version.name, str(version.version))
-    ctx.metrics.inference.labels(*labels).observe(time.perf_counter() - start)
-    ctx.metrics.rows.labels(*labels).inc(result.rows)
-
-
 def _blocks(stream: BinaryIO) -> Iterator[bytes]:
     try:
         while block := stream.read(_STREAM_BYTES):
@@ -205,7 +171,8 @@ async def _predict_csv(request: Request, ref: str, extra_columns: str) -> Respon
     try:
         source, output = folder / "request.csv", folder / "results.csv"
         await _spool(request, source)
-        await ctx.run(_score_csv, ctx, version, request.scope["state"]["user"], source, output, extra_columns)
+        await ctx.run(functools.partial(ctx.score, version, source, output, caller=request.scope["state"]["user"],
+                                        extra_columns=extra_columns))
         answer = open(output, "rb")  # noqa: SIM115 - closed by _blocks when the answer is sent
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # the open answer keeps its bytes until it is closed

@@ -26,7 +26,7 @@ from ..errors import ERROR_RESPONSES
 from .predict import media_type
 from ..tensors import InferRequest, decode_infer_request, encode_outputs, tensor_metadata
 
-__all__ = ["model_metadata_doc", "model_ready_doc", "router", "server_metadata", "server_ready"]
+__all__ = ["model_metadata_doc", "model_ready_doc", "router", "server_metadata", "server_ready", "server_version"]
 
 router = APIRouter(tags=["Open Inference Protocol v2"])
 
@@ -89,7 +89,8 @@ _METADATA_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @functools.cache
-def _server_version() -> str:
+def server_version() -> str:
+    """The installed model-portal package's version ("unknown" when it is not installed)."""
     try:
         return metadata.version("model-portal")
     except metadata.PackageNotFoundError:
@@ -154,7 +155,7 @@ async def _dispatch(request: Request, name: str, version: str | None, body: byte
 
 @router.get("/v2", summary="Server metadata")
 def server_metadata() -> dict[str, Any]:
-    return {"name": "model-portal", "version": _server_version(), "extensions": ["binary_tensor_data"]}
+    return {"name": "model-portal", "version": server_version(), "extensions": ["binary_tensor_data"]}
 
 
 @router.get("/v2/health/live", summary="Liveness")

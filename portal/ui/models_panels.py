@@ -1,26 +1,136 @@
-"""Panels of the Models page for one model: versions, aliases, edit, compare, delete."""
+"""Panels of the Models page: the search table, then for one model its card, versions, aliases, edits, comparison.
+
+Every action re-checks with :func:`.roles.why_not` before it is offered; the
+library refuses it again if a page is bypassed.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import streamlit as st
 
-from .. import figures
-from .. import views
+from .. import figures, views
 from ..core import Portal
+from ..errors import PortalError
+from ..storage.export import export_zip, triton_config
 from ..storage.refs import ModelRef
 from ..storage.registry import TASKS, ModelSummary, ModelVersion
-from .render import chart
+from . import keys
+from .render import chart, version_details, version_summary
 from .roles import why_not
-from .widgets import COLUMNS, flash, pick, shown_errors
+from .widgets import COLUMNS, flash, pick, picked_model, picked_ref, shown_errors
 
-__all__ = ["aliases_panel", "compare_panel", "delete_panel", "edit_panel", "versions_panel", "visibility_panel"]
+__all__ = [
+    "aliases_panel",
+    "compare_panel",
+    "delete_panel",
+    "edit_panel",
+    "model_header",
+    "model_table",
+    "no_models",
+    "opened_model",
+    "overview_panel",
+    "versions_panel",
+    "visibility_panel",
+]
 
 _KEEP = "keep"
 _REMOVE = "remove"
 
 
+# -- the registry's models ------------------------------------------------------------
+def no_models() -> None:
+    """An empty registry (for this user): where models come from."""
+    st.info("No models yet. Drag a model file onto **Upload**, or load the demo models from **Home**.",
+            icon=":material/lightbulb:")
+    st.page_link("app_pages/upload.py", label="Upload a model", icon=":material/upload_file:")
+
+
+def _open_selected_row() -> None:
+    rows = st.session_state[keys.MODEL_TABLE].selection.rows
+    names = st.session_state.get(keys.MODEL_TABLE_NAMES, [])
+    if rows and rows[0] < len(names):
+        pick(names[rows[0]])
+
+
+def model_table(models: Sequence[ModelSummary]) -> None:
+    """Search and sort the models; clicking a row opens that model."""
+    cols = st.columns([3, 1])
+    query = cols[0].text_input("Search", placeholder="name, tag, task, alias or words of the description",
+                               label_visibility="collapsed")
+    sort = cols[1].selectbox("Sort by", ["Name", "Last updated", "Most versions", "Largest"],
+                             label_visibility="collapsed")
+    table = views.search_models(models, query, sort=sort)
+    st.session_state[keys.MODEL_TABLE_NAMES] = table["Model"].tolist()
+    st.dataframe(table, hide_index=True, width="stretch", column_config=COLUMNS, key=keys.MODEL_TABLE,
+                 on_select=_open_selected_row, selection_mode="single-row")
+    st.caption(f"{len(table)} of {len(models)} models · click a row (or use the sidebar) to open a model · "
+               "click a column header to sort")
+
+
+def opened_model(portal: Portal, models: Sequence[ModelSummary]) -> tuple[ModelSummary, ModelVersion]:
+    """The model and version picked in the sidebar; the page stops when none is."""
+    name, ref = picked_model(), picked_ref()
+    model = next((m for m in models if m.name == name), None)
+    if model is None or ref is None:
+        st.stop()
+    with shown_errors(stop=True):
+        return model, portal.get(ref)
+    raise AssertionError("unreachable: shown_errors(stop=True) stops the page")
+
+
+# -- one model -------------------------------------------------------------------------
+def model_header(portal: Portal, model: ModelSummary) -> None:
+    """The model's name, task, tags and aliases, its owner and visibility."""
+    st.header(model.name)
+    badges = [f":blue-badge[{model.task}]"] + [f":gray-badge[{tag}]" for tag in model.tags]
+    badges += [f":green-badge[@{a} → v{n}]" for a, n in model.aliases.items()]
+    st.markdown(" ".join(badges))
+    visibility_panel(portal, model)
+
+
+def overview_panel(portal: Portal, model: ModelSummary, version: ModelVersion) -> None:
+    """The model card beside the version's facts and downloads; the version's signature below."""
+    left, right = st.columns([3, 2], gap="large")
+    with left, st.container(border=True):
+        st.markdown(views.demote_headings(model.description) if model.description
+                    else "_No description yet: add a model card in the Edit tab._")
+    with right:
+        aliases_text = "".join(f" · @{a}" for a in version.aliases)
+        st.markdown(f"#### Version {version.version}{aliases_text}")
+        st.caption(f"Registered {version.created_at:%Y-%m-%d %H:%M} by {version.created_by or '?'}"
+                   + (f" · variant of {version.parent} ({version.method})" if version.parent else ""))
+        version_summary(version)
+        st.download_button(
+            "Download ONNX", data=lambda: portal.model_bytes(version),
+            file_name=f"{version.name}-v{version.version}.onnx", mime="application/octet-stream",
+            icon=":material/download:", on_click="ignore",
+        )
+        _export(portal, model.name, version)
+    version_details(version)
+
+
+def _export(portal: Portal, name: str, version: ModelVersion) -> None:
+    """A Triton or KServe export of the version, zipped when downloaded; or why Triton cannot serve it."""
+    cols = st.columns([1, 2], vertical_alignment="bottom")
+    fmt = cols[0].selectbox("Export for", ["Triton", "KServe"], key=f"export.format.{name}",
+                            help="A Triton model repository (config.pbtxt + model.onnx); KServe adds an "
+                                 "InferenceService manifest")
+    try:
+        triton_config(version)  # cheap: says whether Triton can serve it before anything is zipped
+    except PortalError as exc:
+        cols[1].caption(f"No {fmt} export: {exc.message}")
+    else:
+        cols[1].download_button(
+            f"Download {fmt} export", data=lambda: export_zip(portal, version.ref, fmt=fmt.lower()),
+            file_name=f"{version.name}-v{version.version}-{fmt.lower()}.zip", mime="application/zip",
+            icon=":material/deployed_code:", on_click="ignore", key=f"export.download.{name}",
+        )
+
+
+# -- tabs of one model -----------------------------------------------------------------
 def _open_ref(ref: str) -> None:
     parsed = ModelRef.parse(ref)
     pick(parsed.name, f"v{parsed.version}" if parsed.version else "latest")

@@ -1,0 +1,83 @@
+"""Changes to what is registered: aliases, model and version fields, deletion.
+
+A signed-in user is always the actor of their own changes, and may change only
+what their role and ownership allow; every change forgets the resolved
+references, and a deletion collects the blobs nothing uses any more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..storage.refs import ModelRef
+from ..storage.registry import ModelSummary, ModelVersion
+from .access import Access
+
+__all__ = ["Editing"]
+
+
+class Editing(Access):
+    """Aliases, metadata edits and deletion, checked for the current user."""
+
+    def _actor(self, actor: str | None) -> str:
+        # a signed-in user is always the actor of their own changes
+        return self.actor if self.user is not None else (actor or self.actor)
+
+    def _require_model(self, action: str, name: str) -> None:
+        if self.user is not None:
+            self.check(action, self.registry.get_model(name))
+
+    def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str | None = None) -> ModelVersion:
+        """Point ``alias`` of the model at the version ``ref``."""
+        self._require_model("alias", ModelRef.parse(ref).name)
+        version = self.registry.set_alias(ref, alias, actor=self._actor(actor))
+        self.invalidate()
+        return version
+
+    def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
+        """Remove ``alias`` from the model ``name``."""
+        self._require_model("alias", name)
+        self.registry.remove_alias(name, alias, actor=self._actor(actor))
+        self.invalidate()
+
+    def update_model(self, name: str, *, actor: str | None = None, **fields: Any) -> ModelSummary:
+        """Edit model-level metadata (description, task, tags, visibility; the owner: admins only)."""
+        self._require_model("edit", name)
+        if self.user is not None and fields.get("owner") is not None:
+            self.check("admin")
+        summary = self.registry.update_model(name, actor=self._actor(actor), **fields)
+        self.invalidate()
+        return summary
+
+    def update_version(self, ref: str | ModelRef, *, actor: str | None = None, **fields: Any) -> ModelVersion:
+        """Edit the version's descriptive metadata (feature names, class labels, notes)."""
+        self._require_model("edit", ModelRef.parse(ref).name)
+        version = self.registry.update_version_meta(ref, actor=self._actor(actor), **fields)
+        self.invalidate()
+        return version
+
+    def delete(self, ref: str | ModelRef, *, force: bool = False, actor: str | None = None) -> list[str]:
+        """Delete a version (``name:3``) or a whole model (``name``); return what was deleted.
+
+        Refused while an alias points at it or variants depend on it, unless ``force``.
+        The prediction log of what is deleted (callers, counts, sampled inputs) goes with it.
+        """
+        parsed = ModelRef.parse(ref)
+        self._require_model("delete", parsed.name)
+        actor = self._actor(actor)
+        if parsed.version is None and parsed.alias is None:
+            summary = self.registry.delete_model(parsed.name, actor=actor, force=force)
+            gone = [v for v in summary.versions]
+        else:
+            gone = [self.registry.delete_version(parsed, actor=actor, force=force)]
+        self.invalidate()
+        for version in gone:
+            self._collect_blob(version.blob_sha)
+            if version.reference_sha:
+                self._collect_blob(version.reference_sha)
+        return [v.ref for v in gone]
+
+    def _collect_blob(self, sha: str) -> None:
+        if not self.registry.blob_in_use(sha):
+            self.cache.discard(sha)
+            self.store.delete(sha)

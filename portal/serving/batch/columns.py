@@ -1,0 +1,128 @@
+"""Which table columns feed which model input: the batch reader's plan, checked before any row is read.
+
+The same rules and messages as :func:`portal.serving.signature.coerce`: one
+table input named by the feature names or by position, pixel columns of a
+fixed-size input, or one input per column.  The inputs the fast path can build
+straight from pyarrow columns are listed; any other signature is left to pandas
+and ``coerce``, chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from ...errors import InvalidInputError
+from ..casting import listing
+from ..signature import tensor_inputs
+
+__all__ = ["FLOAT_TYPES", "INT_TYPES", "TABLE_SUFFIXES", "ColumnPlan", "InputColumns", "plan_columns"]
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+FLOAT_TYPES = {"float16": pa.float32(), "float32": pa.float32(), "float64": pa.float64()}
+INT_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+@dataclass(frozen=True)
+class InputColumns:
+    """The table columns that make one model input, its dtype and its shape per row."""
+
+    name: str
+    columns: tuple[str, ...]
+    dtype: str
+    shape: tuple[int, ...]  # per row: () for [N], (1,) for [N, 1], (k,) for a table, the tail for pixels
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Which columns a table must have, which it has to spare, and how they feed the inputs."""
+
+    inputs: tuple[InputColumns, ...] | None  # None: the general path (pandas + coerce, chunk by chunk)
+    needed: tuple[str, ...]
+    unused: tuple[str, ...]
+
+
+def _rank(spec: dict[str, Any]) -> int | None:
+    shape = spec.get("shape")
+    return None if shape is None else len(shape)
+
+
+def _tail(spec: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple((spec.get("shape") or [])[1:])
+
+
+def plan_columns(signature: dict[str, Any], feature_names: Sequence[str] | None, columns: Sequence[str],
+                 extra_columns: str) -> ColumnPlan:
+    """Match a table's columns to the inputs, with the same rules and messages as ``coerce``."""
+    if extra_columns not in ("error", "ignore"):
+        raise InvalidInputError(f"extra_columns must be 'error' or 'ignore' (not {extra_columns!r})")
+    specs = tensor_inputs(signature)
+    names = [s["name"] for s in specs]
+    single = specs[0] if len(specs) == 1 else None
+    per_column = all(n in columns for n in names) and not (
+        single and feature_names and _rank(single) == 2 and names[0] not in feature_names and len(feature_names) > 1
+    )
+    tail = _tail(single) if single else ()
+    fixed = all(isinstance(d, int) for d in tail) and bool(tail)
+    pixels = (not per_column and single is not None and bool(feature_names) and (_rank(single) or 0) > 2
+              and fixed and math.prod(tail) == len(feature_names or ()))
+    if per_column:
+        wanted = names
+    elif pixels:
+        wanted = list(feature_names or ())
+    elif single is not None and _rank(single) == 2:
+        width = tail[0] if tail and isinstance(tail[0], int) else None
+        if feature_names:
+            wanted = list(feature_names)
+        elif width == len(columns):
+            wanted = list(columns)
+        else:
+            raise InvalidInputError(
+                f"input {single['name']!r} expects {width or 'a fixed number of'} columns, got "
+                f"{len(columns)}; set the version's feature names so columns can be matched by name"
+            )
+    else:
+        wanted = names
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise InvalidInputError(f"missing column(s) {listing(missing)}; the model needs {listing(wanted)}")
+    extra = tuple(c for c in columns if c not in wanted)
+    if extra and extra_columns == "error":
+        raise InvalidInputError(f"unexpected column(s) {listing(extra)}; remove them, or ignore extra columns")
+    return ColumnPlan(_fast_inputs(specs, wanted, per_column, pixels), tuple(wanted), extra)
+
+
+def _numeric(dtype: str) -> bool:
+    return dtype in FLOAT_TYPES or dtype in INT_TYPES
+
+
+def _fast_inputs(specs: list[dict[str, Any]], wanted: list[str], per_column: bool,
+                 pixels: bool) -> tuple[InputColumns, ...] | None:
+    """The inputs the fast path can build, or None where only ``coerce`` knows the rules."""
+    if per_column:
+        inputs = []
+        for spec in specs:
+            shape = spec.get("shape")
+            if not (_numeric(spec["dtype"]) or spec["dtype"] == "string"):
+                return None
+            if shape is not None and len(shape) == 1:
+                per_row: tuple[int, ...] = ()
+            elif shape is not None and len(shape) == 2 and shape[1] == 1:
+                per_row = (1,)
+            else:
+                return None
+            inputs.append(InputColumns(spec["name"], (spec["name"],), spec["dtype"], per_row))
+        return tuple(inputs)
+    (spec,) = specs
+    if not _numeric(spec["dtype"]):
+        return None
+    tail = _tail(spec)
+    if pixels:
+        return (InputColumns(spec["name"], tuple(wanted), spec["dtype"], tuple(int(d) for d in tail)),)
+    if _rank(spec) == 2 and (not isinstance(tail[0], int) or tail[0] == len(wanted)):
+        return (InputColumns(spec["name"], tuple(wanted), spec["dtype"], (len(wanted),)),)
+    return None
