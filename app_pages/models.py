@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from portal.ui import current_portal, listed_models, show_flash
+from portal.ui import current_portal, kept_tabs, keys, listed_models, show_flash
 from portal.ui.models_panels import (
     aliases_panel,
     compare_panel,
@@ -32,8 +32,8 @@ model, version = opened_model(portal, models)
 
 st.divider()
 model_header(portal, model)
-overview, versions, aliases, edit, compare, delete = st.tabs(
-    ["Overview", f"Versions ({len(model.versions)})", "Aliases", "Edit", "Compare", "Delete"]
+overview, versions, aliases, edit, compare, delete = kept_tabs(
+    ["Overview", f"Versions ({len(model.versions)})", "Aliases", "Edit", "Compare", "Delete"], key=keys.MODELS_TAB
 )
 with overview:
     overview_panel(portal, model, version)

@@ -43,6 +43,18 @@ def constant(n_in: int = 4, value: float = 0.7) -> onnx.ModelProto:
     return _check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
 
 
+def constant_image(classes: int = 10) -> onnx.ModelProto:
+    """x[N, 1, 8, 8] → logits[N, classes] = 0 · x + b: the pixels never change the output (all SHAP values 0)."""
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["flat"], axis=1), helper.make_node("Gemm", ["flat", "W", "B"], ["logits"])],
+        "constant-image", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [numpy_helper.from_array(np.zeros((64, classes), np.float32), "W"),
+         numpy_helper.from_array(np.linspace(-1, 1, classes).astype(np.float32), "B")],
+    )
+    return _check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+
+
 CODES = {"low": -1.0, "mid": 0.5, "high": 3.0}
 
 

@@ -21,6 +21,7 @@ from ui_fixtures import (  # noqa: F401  (fixtures)
 from portal import Portal
 from portal.storage.db import MeasurementRow
 from portal.compress.measure import VersionMeasurement, environment, save_run
+from portal.compress.variants import load_comparison
 
 PAGE = "app_pages/compare.py"
 FEATURES = ["a", "b", "c", "d"]
@@ -112,7 +113,7 @@ def test_running_a_comparison_from_the_page_stores_and_shows_it(empty_home: Path
 
 def test_a_variant_points_back_to_its_parent(empty_home: Path) -> None:
     _stored_comparison(empty_home)
-    at = new_app(PAGE)
+    at = select_model(new_app(PAGE), "m", "v2")  # issue 14 item 5: "latest" stays m:1, the variant is picked by number
     assert "m:2 is a variant of m:1 (int8-static)." in " ".join(texts(at.info))
     button(at, "Open m:1").click()
     at.run()
@@ -165,13 +166,74 @@ def test_promote_points_an_alias_at_the_chosen_variant(empty_home: Path) -> None
     portal.close()
 
 
-def test_a_comparison_without_data_says_what_to_upload(empty_home: Path) -> None:
+def test_a_comparison_without_data_measures_on_synthetic_inputs(empty_home: Path) -> None:
+    # issue 14 item 4: no reference data and no upload measures speed, size and agreement on inputs
+    # generated from the signature (it used to stop at "no evaluation data")
     portal = Portal.open(empty_home)
     add_model(portal, softmax_classifier(), "bare", task="classification")
     portal.close()
     at = new_app(PAGE)
+    at.pills(key="compare.methods").set_value(["optimized"])
     button(at, "Create variants and compare").click()
-    at.run()
+    at.run(timeout=300)
     assert_clean(at)
-    assert any("no evaluation data: bare:1 has no reference data; upload a CSV" in e for e in texts(at.error))
-    assert _measurement_rows(empty_home) == 0
+    assert not at.error, texts(at.error)
+    assert _measurement_rows(empty_home) == 2
+    assert any("256 rows of synthetic inputs generated from the signature" in c for c in texts(at.caption))
+    portal = Portal.open(empty_home)
+    stored = load_comparison(portal, "bare:1")
+    portal.close()
+    assert stored is not None and stored.run.dataset["synthetic"] is True
+
+
+# -- issue 14 item 7: the card's reason, no promote without a gain ------------------------------------
+def _stored_close_call(home: Path, *, low: float, high: float) -> None:
+    """m:1 and an optimized variant m:2 whose speedup interval at every batch is [low, high] (400 rounds)."""
+    portal = _store(home)
+    parent = portal.get("m:1")
+    portal.registry.add_version("m", blob_sha=parent.blob_sha, size_bytes=parent.size_bytes, source_format="onnx",
+                                info=parent.info, meta=parent.meta, parent="m:1", method="optimized",
+                                reference_sha=parent.reference_sha)
+    variant = _measurement("m:2", "optimized", 0.1, 4000, 1.0, [])
+    middle = (low + high) / 2
+    paired = {"paired_speedup": middle, "ci_low": low, "ci_high": high, "confidence": 0.99, "faster_rounds": 220,
+              "p_faster": 0.03, "p_slower": 0.97, "rounds": 400}
+    variant = VersionMeasurement(**{**variant.__dict__,
+                                    "latency": {b: {**s, **paired} for b, s in variant.latency.items()}})
+    dataset = {"sha": "0" * 64, "rows": 40, "source": "reference data of m:1", "label_column": "target"}
+    save_run(portal.registry.engine, [_measurement("m:1", None, 0.1, 4000, 1.0, []), variant], dataset=dataset,
+             environment=environment(), extra={"refused": {}}, actor="tests")
+    portal.close()
+
+
+def test_the_card_says_too_close_to_call_and_offers_no_promote(empty_home: Path) -> None:
+    _stored_close_call(empty_home, low=1.01, high=1.09)
+    at = _open_parent(new_app(PAGE))
+    assert_clean(at)
+    headline = "Too close to call: m:2 (optimized) measured within the noise of m:1"
+    assert any(i.startswith(headline) for i in texts(at.info))
+    why = " ".join(texts(at.markdown))
+    assert ("m:2 (optimized) · too close to call: No clear gain (too close to call): at batch 1 it measured 1.05× "
+            "faster, but could be 1.01× to 1.09× after 400 paired rounds") in why
+    assert not [b for b in at.button if b.label == "Promote"]
+    assert any("No variant to promote" in c for c in texts(at.caption))
+
+
+def test_a_variant_with_no_gain_is_not_offered_for_promotion(empty_home: Path) -> None:
+    _stored_close_call(empty_home, low=0.99, high=1.02)
+    at = _open_parent(new_app(PAGE))
+    assert_clean(at)
+    assert any("No variant is both faster than m:1" in w for w in texts(at.warning))
+    assert "m:2 (optimized) · no gain:" in " ".join(texts(at.markdown))
+    assert not [b for b in at.button if b.label == "Promote"]
+
+
+def test_a_recommended_variant_shows_why_and_is_preselected_for_promotion(empty_home: Path) -> None:
+    _stored_close_call(empty_home, low=1.2, high=1.4)
+    at = _open_parent(new_app(PAGE))
+    assert_clean(at)
+    assert any(s.startswith("Serve m:2 (optimized): 1.30× faster at batch 1") for s in texts(at.success))
+    assert ("**Why:** Faster beyond the measurement noise: 1.30× faster at batch 1 (99% interval 1.20–1.40×)"
+            in " ".join(texts(at.markdown)))
+    assert at.selectbox(key="compare.promote").value == "m:2"
+    assert at.selectbox(key="compare.promote").options == ["m:2 (recommended)"]

@@ -289,3 +289,17 @@ def test_cli_compress_creates_a_variant_and_refuses_bad_sparsity(portal: Portal)
     assert refused.stderr.strip() == (
         "error: sparsity must be strictly between 0 and 1, e.g. 0.5 to zero half the weights (not 1.5)")
     assert _versions(portal, "tiny") == ["tiny:2", "tiny:1"]
+
+
+def test_no_calibration_note_about_int8_static_when_it_was_not_created(portal: Portal) -> None:
+    """Issue 14 item 7: the refused int8-static gets its refusal, not a caveat about how it was calibrated."""
+    from sklearn.datasets import load_iris
+
+    from portal.compress.variants import compare
+
+    add_model(portal, tree_ensemble(), "forest", task="classification")
+    rows = load_iris(return_X_y=True)[0][:40].astype(np.float32)
+    comparison = compare(portal, "forest:1", data=rows, methods=["int8-static", "optimized"], budget_seconds=0.1)
+    assert "int8-static does not apply" in comparison.refused["int8-static"]
+    assert [m.method for m in comparison.measurements] == [None, "optimized"]
+    assert not [n for n in comparison.notes if "calibrated on the evaluation rows" in n]

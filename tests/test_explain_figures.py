@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from explain_models import add_variant, frame, linear, names, register_linear
+from explain_models import add_variant, constant_image, frame, linear, names, register_linear
 from tiny import add_model, image_model
 
 from portal import Portal
@@ -115,3 +117,56 @@ def test_shap_csv_escapes_formulas_and_round_trips_the_values(portal: Portal) ->
     assert frame["value_cat"].tolist() == ["'=HYPERLINK(\"x\")", "low"]
     np.testing.assert_allclose(frame[["shap_num", "shap_cat"]].to_numpy(), expl.select().values, atol=1e-12)
     assert frame.columns[:5].tolist() == ["row", "explained", "base_value", "output", "additivity_error"]
+
+
+# -- numerically zero attributions (issue 14 item 9) -----------------------------------------------
+@pytest.fixture
+def image_expl(portal: Portal) -> Any:
+    add_model(portal, image_model(), "img", task="classification", class_labels=[str(d) for d in range(10)])
+    return explain_images(portal, "img", np.random.default_rng(0).random((1, 1, 8, 8)).astype(np.float32),
+                          settings=ExplainSettings(top_classes=2, max_evals=40))
+
+
+def _overlays(fig: Any) -> list[Any]:
+    return [t for t in fig.data if t.zmin is not None]
+
+
+def test_rounding_noise_is_drawn_on_a_neutral_scale_and_named(image_expl: Any) -> None:
+    noise = np.random.default_rng(1).choice([-4e-18, 4e-18], size=image_expl.values.shape)
+    fig = xf.image_overlay(replace(image_expl, values=noise), 0)
+    # ± the output scale (probabilities: 1), not ± 4e-18, which painted every pixel full red or blue
+    assert [(t.zmin, t.zmax) for t in _overlays(fig)] == [(-1.0, 1.0), (-1.0, 1.0)]
+    assert "attributions are numerically zero (largest |SHAP| 4.0e-18)" in fig.layout.title.text
+
+
+def test_real_attributions_keep_a_scale_of_their_largest_value(image_expl: Any) -> None:
+    fig = xf.image_overlay(image_expl, 0)
+    largest = float(np.abs(image_expl.values[0, ..., :2]).max())
+    assert [(t.zmin, t.zmax) for t in _overlays(fig)] == [(-largest, largest)] * 2
+    assert "where the evidence for each class lies" in fig.layout.title.text
+
+
+def test_a_model_that_ignores_its_pixels_gets_zero_attributions(portal: Portal) -> None:
+    add_model(portal, constant_image(), "flat", task="classification", class_labels=[str(d) for d in range(10)])
+    expl = explain_images(portal, "flat", np.random.default_rng(0).random((1, 1, 8, 8)).astype(np.float32),
+                          settings=ExplainSettings(top_classes=2, max_evals=40))
+    assert xf.numerically_zero(expl.values, expl.outputs)
+    assert [(t.zmin, t.zmax) for t in _overlays(xf.image_overlay(expl, 0))] == [(-1.0, 1.0)] * 2
+
+
+@pytest.mark.parametrize(("largest", "output", "zero"), [
+    (4e-18, 0.5, True), (1e-10, 0.5, True), (1e-9, 0.5, False), (1e-6, 1.0, False),  # absolute below a scale of 1
+    (5e-8, 1e3, True), (5e-7, 1e3, False),  # relative to larger outputs: 1e-10 × 1,000
+    (0.0, np.nan, True), (np.nan, 0.5, True),  # non-finite values are left out
+])
+def test_numerically_zero_is_relative_to_the_output_scale(largest: float, output: float, zero: bool) -> None:
+    values = np.array([[largest, -largest / 2]])
+    assert xf.numerically_zero(values, np.array([[output, 0.25]])) is zero
+
+
+def test_tabular_figures_of_zero_attributions_use_a_neutral_axis(expl: TabularExplanation) -> None:
+    flat = replace(expl, values=np.full_like(expl.values, 3e-17))
+    scale = max(1.0, float(np.abs(expl.outputs).max()))
+    assert tuple(xf.beeswarm(flat).layout.xaxis.range) == (-scale, scale)
+    assert tuple(xf.dependence(flat, expl.feature_names[0]).layout.yaxis.range) == (-scale, scale)
+    assert xf.beeswarm(expl).layout.xaxis.range is None  # real attributions: plotly's own range

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from explain_models import add_variant, frame, linear, names
+from explain_models import add_variant, constant_image, frame, linear, names
 from streamlit.testing.v1 import AppTest
 from tiny import add_model, image_model, softmax_classifier
 from ui_fixtures import (  # noqa: F401
@@ -164,12 +164,12 @@ def test_variant_drift_shows_rank_correlation_and_largest_changes(home: Path) ->
 
 def test_a_model_without_reference_data_asks_for_uploads(home: Path) -> None:
     at = _page("bare")
-    assert any("upload the rows to explain and a background table" in t for t in texts(at.info))
+    assert any("upload the rows to explain" in t and "Models page" in t for t in texts(at.info))
 
 
 def test_an_uploaded_background_with_wrong_columns_is_an_error_box(home: Path) -> None:
     at = _page("lin")
-    at.file_uploader(key="explain.background_file").set_value(("bad.csv", b"x,y\n1,2\n", "text/csv"))
+    at.file_uploader(key="explain.background_file.lin").set_value(("bad.csv", b"x,y\n1,2\n", "text/csv"))
     at.run()
     assert_clean(at)
     assert any("background data: missing column(s) 'f0'" in e for e in texts(at.error))
@@ -190,3 +190,50 @@ def test_the_compare_page_helper_shows_drift_for_aadd_variant(home: Path) -> Non
     assert_clean(at)
     assert float(_metric(at, "Top-4 agreement")) == pytest.approx(1.0)  # only 4 features: k is capped to 4
     assert float(_metric(at, "Rank correlation (global)")) < 1.0
+
+
+# -- issue 14 item 9 ----------------------------------------------------------------------------
+def test_a_computed_explanation_does_not_claim_the_cache_on_a_rerun(home: Path) -> None:
+    at = _page("lin")
+    at.number_input(key="explain.row").set_value(9)
+    at.run()
+    button(at, "Explain this row").click()
+    at.run()
+    at.run()  # any later rerun reads the result back from the cache: it was computed here all the same
+    captions = [c for c in texts(at.caption) if "Additivity check" in c]
+    assert captions and all("computed in" in c and "loaded from the cache" not in c for c in captions)
+    again = _page("lin")  # another browser session: a real cache hit
+    again.number_input(key="explain.row").set_value(9)
+    again.run()
+    captions = [c for c in texts(again.caption) if "Additivity check" in c]
+    assert captions and all("loaded from the cache (computed earlier in" in c for c in captions)
+
+
+def test_an_image_model_that_ignores_its_pixels_says_its_attributions_are_zero(home: Path) -> None:
+    portal = Portal.open(home)
+    try:
+        pixels = pd.DataFrame(np.random.default_rng(4).random((3, 64)).astype(np.float32),
+                              columns=[f"pixel_{i}" for i in range(64)])
+        add_model(portal, constant_image(), "flat", task="classification",
+                  class_labels=[str(d) for d in range(10)], preprocessing=dict(DIGITS_PREPROCESSING),
+                  feature_names=list(pixels.columns), reference=pixels)
+    finally:
+        portal.close()
+    at = _page("flat")
+    button(at, "Explain the image(s)").click()
+    at.run()
+    assert_clean(at)
+    warning = " ".join(texts(at.warning))
+    assert "attributions are numerically zero" in warning
+    assert "the model's output does not change with the pixels SHAP varied" in warning
+    figure = json.loads(_charts(at)[0].proto.spec)
+    assert "numerically zero" in figure["layout"]["title"]["text"]
+    assert {(t["zmin"], t["zmax"]) for t in figure["data"] if "zmin" in t} == {(-1.0, 1.0)}
+
+
+def test_an_image_model_that_uses_its_pixels_gets_no_zero_warning(home: Path) -> None:
+    at = _page("img")
+    button(at, "Explain the image(s)").click()
+    at.run()
+    assert_clean(at)
+    assert not any("numerically zero" in w for w in texts(at.warning))

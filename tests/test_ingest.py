@@ -314,3 +314,39 @@ def test_worker_guard_blocks_process_creation_and_writes_outside_scratch(tmp_pat
     assert done.stdout.count("blocked:") == 2
     assert (scratch / "inside").read_text() == "ok"
     assert not canary.exists()
+
+
+# -- the test run: synthetic inputs beyond zeros (issue 14, item 1) ---------------------------------
+def _shape_model(op: str) -> Any:
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info
+    inputs = [value("x", TensorProto.FLOAT, [2, 3]), value("s", TensorProto.INT64, [3])]
+    graph = helper.make_graph([helper.make_node(op, ["x", "s"], ["y"])], "g", inputs, [value("y", TensorProto.FLOAT, [None, None, None])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_shape_inputs_are_found_and_filled_with_values_a_shape_takes() -> None:
+    from portal.ingest.modelinfo import describe_model
+    from portal.ingest.testrun import shape_inputs, synthetic_feeds
+
+    for op, use, ones in (("Expand", "shape", [1, 1, 1]), ("Reshape", "reshape", [-1, 1, 1])):
+        model = _shape_model(op)
+        assert shape_inputs(model) == {"s": use}
+        signature = describe_model(model)["signature"]
+        zeros = synthetic_feeds(signature, shape_inputs(model), fill="zeros", size=1)
+        assert zeros["s"].tolist() == [0, 0, 0] and not zeros["x"].any()
+        feeds = synthetic_feeds(signature, shape_inputs(model), fill="ones", size=1)
+        assert feeds["s"].tolist() == ones and feeds["x"].shape == (2, 3) and feeds["x"].all()
+
+
+def test_a_reshape_by_an_input_is_test_run_with_minus_one(tmp_path: Path) -> None:
+    import onnx
+
+    src = tmp_path / "reshape.onnx"
+    onnx.save(_shape_model("Reshape"), str(src))
+    report = ingest(src, tmp_path / "work")
+    assert report.info["test_run"] == {"ran": True, "inputs": "one-filled inputs (batch 1)"}
+    assert report.warnings == []
+    out = session_for(report).run(None, {"x": np.ones((2, 3), np.float32), "s": np.array([3, 2, 1])})[0]
+    assert out.shape == (3, 2, 1)

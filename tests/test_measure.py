@@ -145,8 +145,10 @@ def _with_rounds(m: VersionMeasurement, speedup: float, faster: int, rounds: int
 def test_a_gain_within_the_noise_of_the_machine_is_not_recommended() -> None:
     lucky = _with_rounds(_m("m:2", "optimized", p50=(0.7, 7.0), size=1000), speedup=1.4, faster=22)
     advice = advise([PARENT, lucky])
-    assert advice.best is None and advice.verdict("m:2").status == "no gain"
-    assert "(within the noise: faster in 22 of 40 rounds)" in advice.verdict("m:2").reasons[0]
+    # issue 14 item 7: a gain within the noise is "too close to call" (was "no gain"), never a pick
+    assert advice.best is None and advice.verdict("m:2").status == "too close to call"
+    noise = "(within the noise: faster in 22 of 40 rounds; 99% interval 0.99–1.40×)"
+    assert noise in advice.verdict("m:2").reasons[0]
     assert "No clear gain" in advice.verdict("m:2").reasons[1]
     steady = _with_rounds(_m("m:2", "optimized", p50=(0.7, 7.0), size=1000), speedup=1.4, faster=38)
     assert advise([PARENT, steady]).best == "m:2"
@@ -203,7 +205,7 @@ def test_compare_measures_parent_and_variants_on_the_same_rows(measured) -> None
     refs = [m.ref for m in comparison.measurements]
     assert refs == ["mlp:1", "mlp:2", "mlp:3", "mlp:4"] and comparison.refused == {}
     assert comparison.run.dataset == {"sha": comparison.run.dataset["sha"], "rows": 200, "source": "eval.csv",
-                                      "label_column": "diagnosis"}
+                                      "label_column": "diagnosis", "synthetic": False}
     for m in comparison.measurements:
         assert set(m.latency) == {"1", "32"} and all(s["rounds"] >= 10 and s["p50_ms"] > 0 for s in m.latency.values())
         assert m.peak_rss_bytes > m.model_memory_bytes > 0 and m.throughput_rows_s > 0

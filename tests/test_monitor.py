@@ -143,7 +143,8 @@ def test_figures_show_the_summary(logged):
     assert sum(requests.data[0].y) == 23 and sum(requests.data[1].y) == summary.rows
     assert requests.layout.xaxis.rangeslider.visible and requests.layout.xaxis.rangeselector.buttons
     latency = monitor_figures.latency_over_time(summary)
-    np.testing.assert_array_equal(latency.data[1].y, summary.series["p95_ms"].to_numpy())
+    # the charts draw plot_series, buckets fitted to the requests (issue 14 item 8), not the window's series
+    np.testing.assert_array_equal(latency.data[1].y, summary.plot_series["p95_ms"].to_numpy())
     errors = monitor_figures.error_bars(summary)
     assert list(errors.data[0].x) == [1, 2]  # most frequent on top
     assert sum(monitor_figures.errors_over_time(summary).data[0].y) == 3
@@ -164,6 +165,49 @@ def test_bucket_size_follows_the_window():
     assert mon.TimeRange.parse("2027-01-15T07:00", now=T0).seconds == 3600
     with pytest.raises(InvalidInputError, match="invalid --since"):
         mon.TimeRange.parse("yesterday", now=T0)
+
+
+def _axis(figure) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start, end = figure.layout.xaxis.range
+    return pd.Timestamp(start), pd.Timestamp(end)
+
+
+def test_charts_span_the_logged_requests_not_the_window(logged):
+    day = mon.TimeRange(mon.utc(T0 - 1800), mon.utc(T0 + 86_400 - 1800))
+    summary = mon.summarize(logged, "m", 2, day)
+    assert (summary.first, summary.last) == (mon.utc(T0), mon.utc(T0 + 720))  # 20 successes, then 3 failures
+    assert summary.bucket_seconds == 900 and summary.plot_bucket_seconds == 15  # 720 s in 15 s bars, not 15 min
+    series = summary.plot_series
+    assert series["time"].iloc[0] == pd.Timestamp(mon.utc(T0)) and series["time"].iloc[-1] == pd.Timestamp(mon.utc(T0 + 720))
+    assert len(series) == 49 and int(series["requests"].sum()) == 23 and int(series["rows"].sum()) == summary.rows
+    margin = pd.Timedelta(seconds=0.05 * 735)  # 5% of the buckets' span, T0 to T0 + 735 s
+    expected = (pd.Timestamp(mon.utc(T0)) - margin, pd.Timestamp(mon.utc(T0 + 735)) + margin)
+    requests = monitor_figures.requests_over_time(summary)
+    for figure in (requests, monitor_figures.latency_over_time(summary), monitor_figures.errors_over_time(summary)):
+        assert _axis(figure) == expected
+        assert [b.label for b in figure.layout.xaxis.rangeselector.buttons] == ["all"]  # no "1h" on 12 minutes
+    bars = requests.data[0]
+    assert bars.width == 15_000 and pd.Timestamp(bars.x[0]) == pd.Timestamp(mon.utc(T0 + 7.5))  # a bucket wide, centred
+    assert requests.layout.title.text == "Requests and rows per 15 s"
+
+
+def test_a_lone_request_gets_a_minute_around_it(portal):
+    add_model(portal, softmax_classifier(), "clf")
+    portal.monitor.clock = Clock(T0 + 30.25)
+    portal.predict("clf", {"x": np.ones((3, 4), np.float32)})
+    portal.monitor.flush()
+    summary = mon.summarize(portal, "clf", None, mon.TimeRange.last(86_400, now=T0 + 3600))
+    assert summary.plot_bucket_seconds == 1 and summary.first == summary.last == mon.utc(T0 + 30.25)
+    start, end = _axis(monitor_figures.requests_over_time(summary))
+    # the 1 s bucket [T0+30, T0+31) widened to 60 s around it, then 5% (3 s) each side
+    assert (start, end) == (pd.Timestamp(mon.utc(T0 + 0.5 - 3)), pd.Timestamp(mon.utc(T0 + 60.5 + 3)))
+    assert summary.plot_series["requests"].tolist() == [1] and summary.plot_series["rows"].tolist() == [3]
+
+
+def test_chart_buckets_are_round_steps_of_at_most_60_bars():
+    spans = (60, 100, 600, 3600, 86_400, 30 * 86_400)
+    assert [mon.plot_bucket_seconds(s) for s in spans] == [1, 2, 10, 60, 1800, 43_200]
+    assert all(s / mon.plot_bucket_seconds(s) <= 60 for s in (*spans, 400 * 86_400))
 
 
 # -- real predictions ------------------------------------------------------------------------

@@ -98,3 +98,74 @@ def test_unsupported_type_lists_accepted_forms():
 def test_multi_input_model_refuses_bare_array():
     with pytest.raises(InvalidInputError, match="has 2 inputs"):
         coerce(TWO, np.ones((2, 1)))
+
+
+# -- issue 14 item 2: inputs without a shared batch dimension ---------------------------------
+def _sig(*shapes):
+    return {"inputs": [{"name": f"i{k}", "kind": "tensor", "dtype": "float32", "shape": list(s)}
+                       for k, s in enumerate(shapes)], "outputs": []}
+
+
+@pytest.mark.parametrize(("shapes", "shared"), [
+    ([["N", 3]], True),
+    ([["N", 3], ["N", 2]], True),
+    ([[None, 1], [None, 1]], True),
+    ([[1, 3], [1, 4]], True),
+    ([["N", 3], [None, 2]], True),
+    ([[2, 3, 4], [1, 3, 4], [3, 3, 4]], False),
+    ([["n", 3], ["m", 3]], False),
+    ([["N", 3], []], False),
+    ([[1, 3, 1], [2]], False),
+])
+def test_shared_batch_follows_the_declared_first_dimensions(shapes, shared):
+    from portal.serving.signature import shared_batch
+
+    assert shared_batch(_sig(*shapes)) is shared
+
+
+def test_arrays_of_different_first_dimensions_pass_as_given_without_a_shared_batch():
+    x, y = np.ones((2, 3, 4), np.float32), np.zeros((1, 3, 4), np.float32)
+    feeds = coerce(_sig([2, 3, 4], [1, 3, 4]), {"i0": x, "i1": y})
+    assert feeds.batched is False and feeds.rows == 1
+    np.testing.assert_array_equal(feeds.arrays["i0"], x)
+    np.testing.assert_array_equal(feeds.arrays["i1"], y)
+
+
+def test_arrays_of_different_rows_are_refused_when_the_batch_is_shared():
+    with pytest.raises(InvalidInputError, match=r"different numbers of rows: \[2, 3\]"):
+        coerce(_sig(["N", 3], ["N", 2]), {"i0": np.ones((2, 3)), "i1": np.ones((3, 2))})
+
+
+def test_feeds_with_a_shared_batch_are_batched():
+    feeds = coerce(_sig(["N", 3], ["N", 2]), {"i0": np.ones((2, 3)), "i1": np.ones((2, 2))})
+    assert feeds.batched is True and feeds.rows == 2
+
+
+# -- issue 14 item 3: column names spelled differently ----------------------------------------
+def test_columns_match_by_normalised_name_and_say_so():
+    frame = pd.DataFrame({"A": [1.0], "b ": [2.0], "C-": [3.0], "d": [4.0]})
+    feeds = coerce(CLS, frame, feature_names=FEATURES)
+    np.testing.assert_array_equal(feeds.arrays["x"], [[1, 2, 3, 4]])
+    assert dict(feeds.matched_columns) == {"a": "A", "b": "b ", "c": "C-"}
+
+
+def test_exact_names_win_over_normalised_ones():
+    frame = pd.DataFrame({"a": [1.0], "A": [9.0], "b": [2.0], "c": [3.0], "d": [4.0]})
+    feeds = coerce(CLS, frame, feature_names=FEATURES, extra_columns="ignore")
+    np.testing.assert_array_equal(feeds.arrays["x"], [[1, 2, 3, 4]])
+    assert feeds.matched_columns == () and feeds.unused_columns == ("A",)
+
+
+def test_per_column_inputs_match_by_normalised_name():
+    feeds = coerce(TWO, pd.DataFrame({"NUM": [1, 2], "Cat": ["x", "y"]}))
+    assert feeds.arrays["cat"][1, 0] == "y" and dict(feeds.matched_columns) == {"num": "NUM", "cat": "Cat"}
+
+
+def test_a_column_map_is_applied_first_and_checked():
+    frame = pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0], "fourth": [4.0]})
+    feeds = coerce(CLS, frame, feature_names=FEATURES, column_map={"d": "fourth"})
+    np.testing.assert_array_equal(feeds.arrays["x"], [[1, 2, 3, 4]])
+    with pytest.raises(InvalidInputError, match="'fifth', which the file does not have"):
+        coerce(CLS, frame, feature_names=FEATURES, column_map={"d": "fifth"})
+    with pytest.raises(InvalidInputError, match="'e', which the model does not take"):
+        coerce(CLS, frame, feature_names=FEATURES, column_map={"e": "fourth"})

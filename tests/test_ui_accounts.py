@@ -375,17 +375,54 @@ def test_the_library_refuses_a_delete_the_page_was_bypassed_for(team: dict, monk
         p.close()
 
 
-@pytest.mark.parametrize(("role", "refused"), [
-    ("vic", "Viewers cannot upload models; ask an admin for the analyst role."),
-    ("ana", "Only the owner (bob) or an admin can add versions or variants to this model."),
+@pytest.mark.parametrize(("role", "refused"), [  # issue 14: the reason names variants, not uploads
+    ("vic", "Viewers cannot create variants; ask an admin for the analyst role."),
+    ("ana", "Only the owner (bob) or an admin can create variants of this model."),
     ("bob", None),
 ])
 def test_compare_page_offers_variants_to_the_owner_only(team: dict, role: str, refused: str | None) -> None:
     at = _open(signed_in_app(team[role], "app_pages/compare.py"), "bobs")
     assert_clean(at)
     assert button(at, "Create variants and compare").disabled is (refused is not None)
+    disabled = {u.label: u.proto.disabled for u in at.file_uploader}
+    assert disabled == {"Calibration data (optional)": refused is not None,
+                        "Evaluation data (optional)": refused is not None}
+    (not_compared,) = [t for t in texts(at.info) if "has not been compared yet" in t]
     if refused:
-        assert refused in _page_text(at)
+        assert refused in _page_text(at) and refused in not_compared
+        assert "press" not in not_compared  # no instruction to press the disabled button
+    else:
+        assert "press **Create variants and compare**" in not_compared
+
+
+def test_sign_in_lands_on_home_not_on_the_previous_users_page(team: dict) -> None:
+    at = signed_in_app(team["root"], "app_pages/admin.py")
+    assert at.tabs  # root is on the Admin page ...
+    button(at, "Sign out").click()
+    at.run()
+    at = sign_in(at, "vic", PASSWORD)  # ... and vic signs in at the same browser
+    assert_clean(at)
+    assert "**vic** · viewer" in _signed_in_as(at)
+    assert texts(at.title) == ["Model Portal"] and not at.error  # Home, not "The Admin page is for admins"
+
+
+def test_first_admin_lands_on_home(accounts_home: Path) -> None:
+    at = _create_first_admin(new_app("app_pages/admin.py"), "root", PASSWORD)
+    assert_clean(at)
+    assert texts(at.title) == ["Model Portal"]
+
+
+@pytest.mark.parametrize(("role", "shown"), [("vic", False), ("ana", False), ("root", True)])
+def test_the_store_path_is_shown_to_admins_only(team: dict, role: str, shown: bool) -> None:
+    import os
+
+    at = signed_in_app(team[role])
+    assert (os.environ["PORTAL_HOME"] in " ".join(texts(at.sidebar.caption))) is shown
+
+
+def test_single_user_mode_shows_the_store_path(empty_home: Path) -> None:
+    at = new_app()
+    assert f"Store: `{empty_home}`" in texts(at.sidebar.caption)
 
 
 def test_models_page_offers_the_triton_and_kserve_export_of_the_version(team: dict) -> None:

@@ -159,3 +159,46 @@ def test_audit_csv_escapes_formulas(accounts_home: Path) -> None:
     row = frame.iloc[0]
     assert row["Who"] == "'=HYPERLINK(\"http://x\")" and row["Target"] == "'+cmd|' /C calc'!A0"
     assert row["What"] == "signin.fail" and row["Detail"] == "reason=@SUM(1)"
+
+
+def _open_tab(at) -> str:
+    """The Admin tab the server tells the browser to show."""
+    block = at.get_by_key("admin.tab")
+    return [tab.label for tab in block.children.values()][block.proto.tab_container.default_tab_index]
+
+
+def test_creating_and_revoking_a_token_keeps_the_tokens_tab_open(admin_app) -> None:
+    at = admin_app
+    assert _open_tab(at) == "Users"
+    at.session_state["admin.tab"] = "API tokens"  # what a click on the tab sends
+    at.run()
+    at.text_input(key="admin.token.label").set_value("ci")
+    button(at, "Create token").click()
+    at.run()
+    assert_clean(at)
+    assert _open_tab(at) == "API tokens"  # where the one-time secret is shown
+    assert [c.value[:4] for c in at.code] == ["mpt_"]
+    button(at, "I have stored it").click()
+    at.run()
+    button(at, "Revoke").click()
+    at.run()
+    assert texts(at.success)[0].startswith("Revoked token")  # a flash above the tabs ...
+    assert _open_tab(at) == "API tokens"  # ... does not reopen the first tab
+
+
+def test_a_token_never_used_reads_never(admin_app) -> None:
+    at = admin_app
+    at.text_input(key="admin.token.label").set_value("ci")
+    button(at, "Create token").click()
+    at.run()
+    (secret,) = [c.value for c in at.code]
+    tokens = at.dataframe[1].value
+    assert list(tokens["Last used"]) == ["never"]
+    p, store = _store()
+    try:
+        store.authenticate(secret)
+    finally:
+        p.close()
+    at.run()
+    (used,) = at.dataframe[1].value["Last used"]
+    assert used != "never" and pd.Timestamp(used).year >= 2024

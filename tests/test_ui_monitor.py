@@ -11,6 +11,8 @@ import pytest
 
 from portal import Portal
 from portal.errors import InvalidInputError
+from portal.monitor import stats as mon
+from portal.ui.monitor_panels import tile_values
 
 from tiny import add_model, softmax_classifier
 from ui_fixtures import assert_clean, elements_of_type, empty_home, new_app, texts  # noqa: F401 (fixture)
@@ -86,6 +88,35 @@ def test_tiles_and_tables_show_the_logged_numbers(empty_home):
     callers = _frame(at, "Caller")
     assert callers.values.tolist() == [["ann", "ui", 8, sum(ROWS), 0], ["bob", "api", 3, 3, 3]]
     assert len(elements_of_type(at, "plotly_chart")) == 6  # requests, latency, errors ×2, PSI, distributions
+
+
+def test_tiles_sit_three_to_a_row_so_their_values_are_not_cut(empty_home):
+    _seed(empty_home)
+    at = new_app(PAGE)
+    tiles = [(c.weight, [m.label for m in c.metric]) for c in at.columns if len(c.metric) == 1]
+    assert [labels[0] for _, labels in tiles] == ["Requests", "Rows", "Error rate", "Latency p50", "Latency p95",
+                                                  "Cache hit ratio"]
+    assert all(weight == pytest.approx(1 / 3) for weight, _ in tiles)  # a third of the page each, not a sixth
+    assert all(len(m.value) <= 9 for m in at.metric)
+    assert any("are not traffic and are not counted" in c for c in texts(at.caption))
+
+
+def _summary(**values: object) -> mon.TrafficSummary:
+    window = mon.TimeRange.last(3600, now=1_800_000_000.0)
+    return mon.TrafficSummary(model="m", version=None, window=window, bucket_seconds=60, **values)
+
+
+@pytest.mark.parametrize(("p50", "shown"), [(0.614, "0.61 ms"), (20.46, "20.5 ms"), (345.2, "345 ms"),
+                                            (999.7, "1.00 s"), (1234.0, "1.23 s"), (61_500.0, "61.5 s"),
+                                            (7_200_000.0, "7,200 s")])
+def test_latency_tiles_are_short(p50: float, shown: str):
+    assert tile_values(_summary(requests=1, latency_p50_ms=p50))["Latency p50"] == shown
+
+
+def test_large_counts_are_shortened_with_the_exact_number_in_the_help():
+    values = tile_values(_summary(requests=999_999, rows=12_345_678, errors=1))
+    assert (values["Requests"], values["Rows"], values["Error rate"]) == ("999,999", "12.3M", "0.0%")
+    assert tile_values(_summary(requests=2_500_000_000, rows=1))["Requests"] == "2.5B"
 
 
 def test_the_drifting_feature_is_highlighted(empty_home):

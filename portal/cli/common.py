@@ -109,6 +109,7 @@ def version_dict(v: ModelVersion) -> dict[str, Any]:
         "signature": v.signature, "opset": v.info.get("opset"), "operators": v.info.get("operators"),
         "parameters": v.info.get("parameters"), "producer": v.info.get("producer"),
         "metadata_props": v.info.get("metadata_props"),
+        "warnings": _warnings(v),
     }
 
 
@@ -118,6 +119,12 @@ def _shape_text(spec: dict[str, Any]) -> str:
     shape = spec.get("shape")
     dims = "?" if shape is None else ", ".join(str(d) if d is not None else "?" for d in shape)
     return f"{spec['dtype']}[{dims}]"
+
+
+def _warnings(v: ModelVersion) -> list[str]:
+    from ..ingest.testrun import untested_warning  # onnx, only once a version is shown
+
+    return [w for w in (untested_warning(v.info),) if w]
 
 
 def show_text(v: ModelVersion) -> str:
@@ -139,4 +146,5 @@ def show_text(v: ModelVersion) -> str:
         lines.append(f"  classes:    {', '.join(v.class_labels)}")
     if v.description:
         lines.append("  description: " + v.description.strip().split("\n")[0][:100])
+    lines += [f"  warning:    {w}" for w in _warnings(v)]
     return "\n".join(lines)

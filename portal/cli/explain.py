@@ -80,7 +80,7 @@ def _explain_agreement(p: Portal, ref: str, data: Any, background: Path | None, 
 def explain(
     ref: Annotated[str, typer.Argument(help="name, name:3 or name@alias")],
     input: Annotated[Path, typer.Option("--input", "-i", help="Rows (.csv, .parquet, .json, .npz) or an image")],
-    background: Annotated[Path | None, typer.Option(help="Background table (default: the version's reference data)")] = None,
+    background: Annotated[Path | None, typer.Option(help="Background table (default: the version's reference data, else the rows explained when there are 10 or more)")] = None,
     rows: Annotated[int, typer.Option("--rows", "-n", min=1, help="Explain the first N rows of the input")] = 10,
     target: Annotated[str | None, typer.Option(help="Class or output to explain (default: the predicted class)")] = None,
     method: Annotated[str, typer.Option(help="shap or lime")] = "shap",

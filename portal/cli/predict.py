@@ -29,6 +29,8 @@ def predict(
         emit({"rows": rows, "output": str(output)}, as_json, lambda: f"wrote {rows} predictions to {output}")
         return
     prediction = p.predict(ref, input, extra_columns=extra)
+    for model_column, file_column in prediction.matched_columns:
+        typer.echo(f"note: column {file_column!r} feeds {model_column!r} (matched by normalised name)", err=True)
     frame = prediction.to_frame()
     if output is not None:
         from ..serving.dataio import write_frame

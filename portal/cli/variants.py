@@ -61,13 +61,15 @@ def _comparison_text(comparison: Comparison) -> str:
     lines.append(f"measured on {env.get('cpu')} (avx2={env.get('avx2')}, avx512={env.get('avx512')}, "
                  f"vnni={env.get('vnni')}), onnxruntime {env.get('onnxruntime')}, "
                  f"{comparison.run.dataset['rows']} rows of {comparison.run.dataset['source']}")
+    if comparison.run.dataset.get("synthetic"):
+        lines.append("the inputs were SYNTHETIC (generated from the signature): no accuracy is claimed")
     return "\n".join(lines)
 
 
 @handles_errors
 def compare(
     ref: Annotated[str, typer.Argument(help="Version whose variants to compare: name, name:3 or name@alias")],
-    data: Annotated[Path | None, typer.Option(help="Evaluation data: CSV, Parquet, npz or an image folder (default: reference data)")] = None,
+    data: Annotated[Path | None, typer.Option(help="Evaluation data: CSV, Parquet, npz or an image folder (default: reference data, else synthetic inputs from the signature: speed, size and agreement only)")] = None,
     label_column: Annotated[str | None, typer.Option("--label-column", help="Column of true labels in --data")] = None,
     methods: Annotated[str | None, typer.Option(help="Comma-separated methods (default: all)")] = None,
     calibration: Annotated[Path | None, typer.Option(help="int8-static calibration data (default: reference data)")] = None,

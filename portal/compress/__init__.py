@@ -21,9 +21,11 @@ Modules:
     methods      the Method records, one module per method family, and the registry (METHODS, method())
     rules        check_params / check_applicable in the parent, build_variant in the child
     datasets     evaluation and calibration sets: any data form into feeds checked against a signature
+    synthetic    seeded inputs generated from a signature, when a version has no reference data
     measure      VersionMeasurement; the measuring children (outputs + memory, interleaved timing); stored runs
     agreement    what outputs mean (labels, probabilities) and how far a variant's are from its parent's
     advice       which variant to serve within a tolerance, and why the others fall short
+    speed        the speed call from paired rounds (faster, no gain, slower, too close to call) and when to stop timing
     figures      plotly figures of a comparison (latency vs agreement, Pareto front)
     arrays       npz files the parent and the child hand each other; gzip size
     _worker      the sandboxed child's entry point (python -m portal.compress._worker)

@@ -4,10 +4,12 @@ The rules, in order:
 
 1. A variant is *within tolerance* when its agreement with the parent (top-1 for
    classifiers, 1 − MAE/σ otherwise) loses at most ``tolerance`` (default 1%).
-2. With the ``latency`` objective a variant qualifies only if it is not slower
-   than the parent at any measured batch size (or at ``batch`` when given) and at
-   least ``MIN_GAIN`` faster overall: a variant slower than its parent is never
-   recommended, whatever else it saves.
+2. With the ``latency`` objective a variant qualifies only if the speed call of
+   :mod:`~portal.compress.speed` is "faster": the confidence interval of its paired
+   speedup lies at or above ``1 + MIN_GAIN`` at some measured batch size (or at
+   ``batch`` when given) and clears "slower" at the others.  A variant slower than
+   its parent is never recommended, whatever else it saves; one whose interval
+   straddles a threshold is "too close to call", never a pick, and says so.
 3. With the ``size`` objective it qualifies if its file is at most
    ``1 − MIN_GAIN`` of the parent's.
 4. The best qualifying variant is the fastest (geometric mean over batch sizes)
@@ -21,20 +23,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import InvalidInputError
 from .measure import VersionMeasurement
 from .methods import REGISTRY, MethodAdvice
 from .methods.base import ALREADY_OPTIMIZED
+from .speed import CONFIDENCE, MIN_GAIN, SAME, SIGNIFICANCE, TOO_CLOSE, interval_of, overall_call, speed_call
 
-__all__ = ["MIN_GAIN", "OBJECTIVES", "SIGNIFICANCE", "Advice", "Verdict", "advise", "check_settings"]
+__all__ = ["MIN_GAIN", "OBJECTIVES", "SIGNIFICANCE", "TOO_CLOSE", "Advice", "Verdict", "advise", "check_settings"]
 
 OBJECTIVES = ("latency", "size")
-MIN_GAIN = 0.05  # below 5% a "gain" is within the noise of a shared CPU
-SIGNIFICANCE = 0.05  # sign test over the interleaved rounds
-_SAME = 0.03  # a speed ratio within ±3% reads as "about as fast"
+_SAME = SAME
+# no gain, too close to call and slower bring nothing on the objective: never offered for an alias move.
+# "less accurate" brings the gain at a cost in agreement, which a user may knowingly accept.
+_PROMOTABLE = ("recommended", "qualifies", "less accurate")
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,18 @@ class Verdict:
 
     ref: str
     method: str
-    status: str  # "recommended" | "qualifies" | "slower" | "less accurate" | "no gain"
+    status: str  # "recommended" | "qualifies" | "slower" | "less accurate" | "no gain" | "too close to call"
     within_tolerance: bool
     speedup: dict[str, float]  # batch → parent p50 / variant p50 (> 1: faster)
     size_ratio: float  # variant / parent file size
     reasons: list[str] = field(default_factory=list)
+    headline: str = ""  # the one reason that decided the status, for the recommendation card
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # batch → speedup confidence interval
+
+    @property
+    def promotable(self) -> bool:
+        """Whether an alias may be moved to it from the advice: it gains on the objective (maybe at a cost)."""
+        return self.status in _PROMOTABLE
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,14 @@ class Advice:
 
     def verdict(self, ref: str) -> Verdict | None:
         return next((v for v in self.verdicts if v.ref == ref), None)
+
+    @property
+    def why(self) -> list[str]:
+        """The reason for the recommendation: the chosen variant's, else each variant's status and reason."""
+        if self.best is not None:
+            chosen = self.verdict(self.best)
+            return [chosen.headline] if chosen and chosen.headline else []
+        return [f"{v.ref} ({v.method}) · {v.status}: {v.headline}" for v in self.verdicts if v.headline]
 
 
 def check_settings(tolerance: float, objective: str) -> None:
@@ -82,20 +101,6 @@ def _speedups(parent: VersionMeasurement, variant: VersionMeasurement, batch: in
         if p and v and v["p50_ms"] > 0:
             out[b] = float(v.get("paired_speedup") or p["p50_ms"] / v["p50_ms"])
     return out
-
-
-def _evidence(variant: VersionMeasurement, batch: str, speedup: float) -> str:
-    """"faster", "slower" or "same" at ``batch``.
-
-    A difference counts when the sign test over the interleaved rounds says it is
-    not luck (when those figures exist) and, for a slowdown, when it exceeds 3%.
-    """
-    stats = variant.latency.get(batch, {})
-    faster = stats.get("p_faster", 0.0) < SIGNIFICANCE and speedup > 1.0
-    slower = stats.get("p_slower", 0.0) < SIGNIFICANCE and speedup < 1.0 - _SAME
-    if "p_faster" not in stats:
-        faster = speedup >= 1.0 + _SAME
-    return "faster" if faster else "slower" if slower else "same"
 
 
 def _geomean(values: Sequence[float]) -> float:
@@ -122,13 +127,8 @@ def advise(
     else:
         candidates.sort(key=lambda v: (v.size_ratio, -agreement[v.ref]))
     best = candidates[0].ref if candidates else None
-    verdicts = [_promote(v) if v.ref == best else v for v in verdicts]
+    verdicts = [replace(v, status="recommended") if v.ref == best else v for v in verdicts]
     return Advice(objective, tolerance, batch, best, _summary(parent, verdicts, best, tolerance, objective), verdicts)
-
-
-def _promote(verdict: Verdict) -> Verdict:
-    return Verdict(verdict.ref, verdict.method, "recommended", verdict.within_tolerance, verdict.speedup,
-                   verdict.size_ratio, verdict.reasons)
 
 
 def _verdict(parent: VersionMeasurement, m: VersionMeasurement, tolerance: float, objective: str,
@@ -138,34 +138,63 @@ def _verdict(parent: VersionMeasurement, m: VersionMeasurement, tolerance: float
     within = value >= 1.0 - tolerance - 1e-12
     speedup = _speedups(parent, m, batch)
     size_ratio = m.size_bytes / max(1, parent.size_bytes)
-    evidence = {b: _evidence(m, b, s) for b, s in speedup.items()}
-    reasons = [_gains(speedup, evidence, size_ratio, m)]
-    clearly_slower = "slower" in evidence.values()
-    gain = _geomean(list(speedup.values()))
-    proven = "faster" in evidence.values() and gain >= 1.0 + MIN_GAIN
-    if not within:
-        reasons.append(_accuracy_reason(m, value, tolerance))
-    if clearly_slower:
-        reasons.append(_slow_reason(m, env))
-    elif gain >= 1.0 + MIN_GAIN and not proven:
-        reasons.append("No clear gain: the rounds where it was faster are too few to tell from this machine's "
-                       "noise (sign test over the interleaved rounds); measure again on a quieter machine.")
-    elif gain < 1.0 + MIN_GAIN:
-        reasons.append(_no_speed_reason(m))
+    intervals = {b: interval_of(m.latency.get(b, {}), s) for b, s in speedup.items()}
+    speed = overall_call(intervals) if speedup else "no gain"
+    reasons = [_gains(speedup, intervals, size_ratio, m)]
+    accuracy = None if within else _accuracy_reason(m, value, tolerance)
+    if accuracy:
+        reasons.append(accuracy)
+    speed_reason = _speed_reason(speed, m, speedup, intervals, env)
+    if speed_reason:
+        reasons.append(speed_reason)
     size_note = _size_reason(m, parent, size_ratio)
     if size_note:
         reasons.append(size_note)
     if not within:
-        status = "less accurate"
-    elif objective == "latency" and clearly_slower:
-        status = "slower"
-    elif objective == "latency" and (not speedup or min(speedup.values()) < 1.0 or not proven):
-        status = "no gain"  # never recommend a variant slower than its parent at any batch size
+        status, headline = "less accurate", accuracy
+    elif objective == "latency" and speed != "faster":
+        status, headline = speed, speed_reason  # never recommend a variant not clearly faster at every batch size
     elif objective == "size" and size_ratio > 1.0 - MIN_GAIN:
-        status = "no gain"
+        status, headline = "no gain", size_note or f"No smaller: the file is {size_ratio:.2f}× the parent's."
     else:
-        status = "qualifies"
-    return Verdict(m.ref, method, status, within, speedup, size_ratio, reasons)
+        status, headline = "qualifies", _qualifies_reason(m, speedup, intervals, size_ratio, value, tolerance,
+                                                          objective)
+    return Verdict(m.ref, method, status, within, speedup, size_ratio, reasons, headline or "", intervals)
+
+
+def _speed_reason(speed: str, m: VersionMeasurement, speedup: Mapping[str, float],
+                  intervals: Mapping[str, tuple[float, float]], env: Mapping[str, Any]) -> str | None:
+    """Why the speed call is not "faster" (None when it is)."""
+    if speed == "slower":
+        return _slow_reason(m, env)
+    if speed == TOO_CLOSE:
+        return _close_reason(m, speedup, intervals)
+    if speed == "no gain":
+        return _no_speed_reason(m)
+    return None
+
+
+def _qualifies_reason(m: VersionMeasurement, speedup: Mapping[str, float], intervals: Mapping[str, tuple[float, float]],
+                      size_ratio: float, value: float, tolerance: float, objective: str) -> str:
+    faith = f"agreement {value:.1%}, within the {tolerance:.1%} loss you allow"
+    if objective == "size":
+        return f"File {size_ratio:.2f}× the parent's size; {faith}."
+    speed = ", ".join(_speed_text(b, s, intervals[b], m) for b, s in speedup.items())
+    return f"Faster beyond the measurement noise: {speed}; {faith}."
+
+
+def _close_reason(m: VersionMeasurement, speedup: Mapping[str, float],
+                  intervals: Mapping[str, tuple[float, float]]) -> str:
+    close = [b for b, (lo, hi) in intervals.items() if speed_call(lo, hi) != "faster"] or list(intervals)
+    parts = []
+    for b in close:
+        lo, hi = intervals[b]
+        stats = m.latency.get(b, {})
+        rounds = f" after {int(stats['rounds']):,} paired rounds" if "rounds" in stats else ""
+        parts.append(f"at batch {b} it measured {_ratio_text(speedup[b])}, but could be {lo:.2f}× to {hi:.2f}×"
+                     f"{rounds}")
+    return (f"No clear gain (too close to call): {'; '.join(parts)}, which straddles the {MIN_GAIN:.0%} gain needed "
+            f"(or the {_SAME:.0%} slowdown allowed) even after measuring more; measure again on a quieter machine.")
 
 
 def _ratio_text(ratio: float) -> str:
@@ -174,16 +203,21 @@ def _ratio_text(ratio: float) -> str:
     return f"{ratio:.2f}× faster" if ratio > 1 else f"{1 / ratio:.2f}× slower"
 
 
-def _speed_text(b: str, s: float, evidence: str, m: VersionMeasurement) -> str:
+def _speed_text(b: str, s: float, interval: tuple[float, float], m: VersionMeasurement) -> str:
     text = f"{_ratio_text(s)} at batch {b}"
     stats = m.latency.get(b, {})
-    if evidence == "same" and abs(s - 1.0) > _SAME and "faster_rounds" in stats:
-        text += f" (within the noise: faster in {stats['faster_rounds']} of {stats['rounds']} rounds)"
-    return text
+    lo, hi = interval
+    parts = []
+    if speed_call(lo, hi) == TOO_CLOSE and "faster_rounds" in stats:
+        parts.append(f"within the noise: faster in {stats['faster_rounds']} of {stats['rounds']} rounds")
+    if "ci_low" in stats:
+        parts.append(f"{stats.get('confidence', CONFIDENCE):.0%} interval {lo:.2f}–{hi:.2f}×")
+    return text + (f" ({'; '.join(parts)})" if parts else "")
 
 
-def _gains(speedup: Mapping[str, float], evidence: Mapping[str, str], size_ratio: float, m: VersionMeasurement) -> str:
-    speed = ", ".join(_speed_text(b, s, evidence[b], m) for b, s in speedup.items()) or "speed not measured"
+def _gains(speedup: Mapping[str, float], intervals: Mapping[str, tuple[float, float]], size_ratio: float,
+           m: VersionMeasurement) -> str:
+    speed = ", ".join(_speed_text(b, s, intervals[b], m) for b, s in speedup.items()) or "speed not measured"
     agree = m.agreement
     if agree.get("kind") == "top-1":
         faith = f"same class on {agree['value']:.1%} of {agree.get('rows', 0)} rows"
@@ -234,6 +268,12 @@ def _summary(parent: VersionMeasurement, verdicts: list[Verdict], best: str | No
     if not verdicts:
         return f"No variants to compare with {parent.ref}."
     if best is None:
+        close = [v for v in verdicts if v.status == TOO_CLOSE]
+        if objective == "latency" and close:
+            names = ", ".join(f"{v.ref} ({v.method})" for v in close)
+            return (f"Too close to call: {names} measured within the noise of {parent.ref} on this machine, and no "
+                    f"variant is clearly faster within {tolerance:.1%} agreement loss: keep serving {parent.ref}, "
+                    "or measure again on a quieter machine.")
         goal = "faster than" if objective == "latency" else "meaningfully smaller than"
         return (f"No variant is both {goal} {parent.ref} and within {tolerance:.1%} agreement loss on this machine: "
                 f"keep serving {parent.ref}.")

@@ -82,6 +82,9 @@ def _table_row(m: VersionMeasurement, parent: VersionMeasurement, advice: Advice
         base = parent.latency.get(batch)
         ratio = base["p50_ms"] / stats["p50_ms"] if base and stats["p50_ms"] else None
         row[f"Speedup (batch {batch})"] = stats.get("paired_speedup") or ratio
+        if "ci_low" in stats:
+            row[f"Speedup {stats.get('confidence', 0.99):.0%} interval (batch {batch})"] = (
+                f"{stats['ci_low']:.2f}–{stats['ci_high']:.2f}×")
     row["Throughput rows/s"] = m.throughput_rows_s
     row["Agreement"] = m.agreement.get("value", 1.0) if m.method else 1.0
     row["Flipped rows"] = m.agreement.get("flipped_count", 0) if m.method else 0

@@ -4,7 +4,10 @@ Accepted forms of ``data``: None (the version's reference data), a DataFrame, a
 CSV / Parquet / JSON / npz / npy file, an image file or a folder of images, a
 list of image paths or of ``(filename, bytes)`` uploads, a dict of arrays by
 input name, or one array. Tables may hold a label column (kept apart, never fed
-to the model) and, for an image model, one column per pixel.
+to the model) and, for an image model, one column per pixel (or one tensor column,
+see :mod:`portal.serving.reference`). With ``synthetic=True`` a version without
+reference data is measured on inputs generated from its signature
+(:mod:`.synthetic`): such a set is flagged ``synthetic`` and has no labels.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import pandas as pd
 from ..errors import InvalidInputError, PortalError
 from ..serving.dataio import read_input
 from ..serving.images import IMAGE_SUFFIXES
+from ..serving.reference import tensor_of
 from ..services import ModelServices
 from ..storage.registry import ModelVersion
+from .synthetic import SYNTHETIC_SOURCE, synthetic_feeds, synthetic_rows
 
 __all__ = ["DataSet", "load_data"]
 
@@ -39,9 +44,11 @@ class DataSet:
     label_column: str | None
     source: str
     sha: str  # of the feeds and labels: two runs on the same rows share it
+    synthetic: bool = False  # generated from the signature: speed, size and agreement only, no accuracy
 
     def describe(self) -> dict[str, Any]:
-        return {"sha": self.sha, "rows": self.rows, "source": self.source, "label_column": self.label_column}
+        return {"sha": self.sha, "rows": self.rows, "source": self.source, "label_column": self.label_column,
+                "synthetic": self.synthetic}
 
 
 def load_data(
@@ -53,16 +60,21 @@ def load_data(
     label_column: str | None = None,
     max_rows: int | None = None,
     spread: bool = False,
+    synthetic: bool = False,
 ) -> DataSet:
     """Read ``data`` into feeds for ``version`` (see the module docstring for the forms).
 
     Args:
         purpose: "evaluation" or "calibration", used in messages.
         max_rows: keep at most this many rows: the first ones, or evenly spread with ``spread``.
+        synthetic: with no ``data`` and no reference data, generate inputs from the signature
+            (else that is an error).
 
     Raises:
         InvalidInputError: no data, empty data, wrong columns, shape or types (the message says which).
     """
+    if synthetic and data is None and services.reference_frame(version.ref) is None:
+        return _synthetic(version)
     source, raw = _read(services, version, data, purpose)
     if label_column is None and data is None and isinstance(raw, pd.DataFrame):
         label_column = _guess_label(raw, version)
@@ -82,13 +94,20 @@ def load_data(
     return DataSet(arrays, rows, labels, label_column if labels is not None else None, source, _digest(arrays, labels))
 
 
+def _synthetic(version: ModelVersion) -> DataSet:
+    arrays = synthetic_feeds(version.signature, rows=synthetic_rows(version.signature),
+                             feature_names=version.feature_names, preprocessing=version.preprocessing)
+    rows = len(next(iter(arrays.values())))
+    return DataSet(arrays, rows, None, None, SYNTHETIC_SOURCE, _digest(arrays, None), synthetic=True)
+
+
 def _read(services: ModelServices, version: ModelVersion, data: Any, purpose: str) -> tuple[str, Any]:
     if data is None:
         frame = services.reference_frame(version.ref)
         if frame is None:
             raise InvalidInputError(
                 f"no {purpose} data: {version.ref} has no reference data; upload a CSV, Parquet or npz file "
-                "(or images), or register the version with reference data"
+                "(or images), or add reference data to the version on the Models page (Edit tab)"
             )
         return f"reference data of {version.ref}", frame
     if isinstance(data, (str, Path)):
@@ -145,6 +164,9 @@ def _feeds(
     if isinstance(raw, pd.DataFrame):
         if raw.empty:
             raise InvalidInputError("the table has no rows")
+        tensor = tensor_of(raw)
+        if tensor is not None:
+            return {version.signature["inputs"][0]["name"]: tensor}, labels
         image = _pixel_columns(version, raw)
         if image is not None:
             return image, labels

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from .measure import VersionMeasurement
 from .methods import REGISTRY
 
-__all__ = ["pareto_chart", "pareto_front"]
+__all__ = ["agreement_range", "pareto_chart", "pareto_front"]
 
 _FONT = dict(family="Inter, 'Source Sans Pro', sans-serif", size=13)
 _PARENT_COLOR = "#111827"
@@ -52,7 +52,8 @@ def pareto_chart(
     """Latency (p50 at ``batch``) against agreement with the parent; marker area ∝ file size.
 
     The parent is a black diamond, the recommended variant is ringed, the Pareto
-    front is a dashed line and the tolerance a shaded band.
+    front is a dashed line and the tolerance a shaded band.  Latency starts at
+    zero (a linear axis) and agreement stays within 0-100%.
     """
     points = [(m.ref, float(m.latency[batch]["p50_ms"]), _agreement(m)) for m in measurements if batch in m.latency]
     biggest = max((m.size_bytes for m in measurements), default=1) or 1
@@ -86,6 +87,17 @@ def pareto_chart(
         template="plotly_white", font=_FONT, height=460, margin=dict(l=10, r=10, t=50, b=10),
         legend=dict(orientation="h", yanchor="top", y=-0.15, xanchor="left", x=0),
     )
-    fig.update_xaxes(title_text=f"p50 latency at batch {batch} (ms, lower is better)", type="log", automargin=True)
-    fig.update_yaxes(title_text="agreement with the parent (higher is better)", tickformat=".1%", automargin=True)
+    # from zero: a 1% latency difference must look like 1%, not like the width of the chart
+    slowest = max((p[1] for p in points), default=1.0) or 1.0
+    fig.update_xaxes(title_text=f"p50 latency at batch {batch} (ms, lower is better)", range=[0, slowest * 1.15],
+                     rangemode="tozero", automargin=True)
+    fig.update_yaxes(title_text="agreement with the parent (higher is better)", tickformat=".1%",
+                     range=list(agreement_range([p[2] for p in points], tolerance)), automargin=True)
+    fig.update_traces(cliponaxis=False)  # markers at 100% drawn whole, without widening the axis past it
     return fig
+
+
+def agreement_range(values: Sequence[float], tolerance: float | None = None) -> tuple[float, float]:
+    """The agreement axis: never above 100% nor below 0, showing every point and the tolerance band."""
+    lowest = min([*values, 1.0 - (tolerance or 0.0), 1.0])
+    return max(0.0, math.floor((lowest - 0.02) * 100) / 100), 1.0

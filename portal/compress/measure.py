@@ -2,7 +2,8 @@
 
     VersionMeasurement       the figures of one version in one run (agreement from :mod:`.agreement`)
     run_outputs(job)         child: load one model, run the set in batches, report peak memory
-    run_timing(job)          child: load every model, warm up, time them interleaved A B A B ...
+    run_timing(job)          child: load every model, warm up, time them interleaved A B A B ... until the
+                             faster / no gain call of every variant is settled (:mod:`.speed`), or a cap
     environment()            the machine the figures come from (CPU model, AVX2/AVX-512/VNNI, threads)
     save_run / load_run      a comparison run in ``MeasurementRow``, with the machine it ran on
 
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session
 from ..errors import NotFoundError
 from ..storage.db import MeasurementRow, ModelRow, VersionRow, utcnow
 from .arrays import gzip_size, load_arrays, save_arrays
+from .speed import CONFIDENCE, estimate, time_until_settled
 
 __all__ = [
     "StoredRun",
@@ -61,8 +63,8 @@ class VersionMeasurement:
     peak_rss_bytes: int  # high-water mark of a process that loaded and ran only this model
     model_memory_bytes: int  # that peak minus the process's memory before loading the model
     load_seconds: float
-    latency: dict[str, dict[str, float]]  # batch → p50_ms, p95_ms, mean_ms, rounds (+ paired_speedup, p_faster,
-    #                                        p_slower against the parent, for variants)
+    latency: dict[str, dict[str, float]]  # batch → p50_ms, p95_ms, mean_ms, rounds (+ paired_speedup, ci_low,
+    #                                        ci_high, confidence, p_faster, p_slower against the parent, for variants)
     throughput_rows_s: float | None  # largest batch measured / its p50 latency
     agreement: dict[str, Any] = field(default_factory=dict)  # against the parent; empty for the parent
     labels: dict[str, float] = field(default_factory=dict)  # accuracy / r2 / mae against the label column
@@ -184,7 +186,10 @@ def run_timing(job: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
     """Child: time every model at every batch size, interleaved, after a warm-up.
 
     One round runs each model once, starting from a different model each round
-    (A B C, B C A, ...), so drift and cache effects spread evenly.
+    (A B C, B C A, ...), so drift and cache effects spread evenly.  The rounds the
+    budget allows are a first target; while a variant's call (faster, no gain,
+    slower) is not settled, more rounds follow, up to ``cap_factor`` × the budget
+    and ``cap_rounds`` rounds.
     """
     threads = int(job["threads"])
     sessions = [_session(path, threads) for path in job["models"]]
@@ -193,30 +198,51 @@ def run_timing(job: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
         feeds = load_arrays(Path(feeds_path))
         runs = [functools.partial(s.run, None, feeds) for s in sessions]
         per_round = sum(_warm_up(run, float(job["warmup_seconds"])) for run in runs)
-        rounds = int(min(job["max_rounds"], max(job["min_rounds"], job["budget_seconds"] / max(per_round, 1e-6))))
-        progress(f"timing batch {batch}: {len(runs)} models × {rounds} interleaved rounds")
-        times = _interleave(runs, rounds)
+        budget = float(job["budget_seconds"])
+        rounds = int(min(job["max_rounds"], max(job["min_rounds"], budget / max(per_round, 1e-6))))
+        progress(f"timing batch {batch}: {len(runs)} models × {rounds} interleaved rounds (more if too close)")
+        times = _time_until_settled(runs, rounds, cap=int(job.get("cap_rounds", 4 * job["max_rounds"])),
+                                    seconds=budget * float(job.get("cap_factor", 4)))
+        if len(times[0]) > rounds:
+            progress(f"timing batch {batch}: {len(times[0])} rounds to settle the call")
         for i, samples in enumerate(times):
             latency[i][batch] = _stats(samples) | (_paired(times[0], samples) if i else {})
     return {"latency": latency}
 
 
+def _time_until_settled(runs: Sequence[Callable[[], Any]], rounds: int, *, cap: int,
+                        seconds: float) -> list[list[float]]:
+    """Interleaved rounds until every variant's call is settled (:func:`.speed.time_until_settled`), or the caps."""
+    deadline = time.perf_counter() + seconds
+    return time_until_settled(lambda n, done: _interleave(runs, n, start=done), target=rounds, cap=cap,
+                              out_of_time=lambda: time.perf_counter() > deadline)
+
+
 def _upper_tail(k: int, n: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided sign test."""
-    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+    """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided sign test.
+
+    Summed in floats from log-gamma: exact integers take seconds once rounds reach thousands.
+    """
+    if k <= 0:
+        return 1.0
+    log_total = math.lgamma(n + 1) - n * math.log(2.0)
+    return min(1.0, sum(math.exp(log_total - math.lgamma(i + 1) - math.lgamma(n - i + 1)) for i in range(k, n + 1)))
 
 
 def _paired(parent: Sequence[float], variant: Sequence[float]) -> dict[str, float]:
     """Round-by-round comparison with the parent, which cancels the drift of a shared machine.
 
-    ``paired_speedup`` is the median of parent/variant over the rounds; ``p_faster`` and
-    ``p_slower`` are sign-test p-values: how likely that many rounds would favour one
-    side if the two models were equally fast.
+    ``paired_speedup`` is the median of parent/variant over the rounds and ``ci_low`` /
+    ``ci_high`` its ``confidence`` interval (:mod:`.speed`); ``p_faster`` and ``p_slower``
+    are sign-test p-values: how likely that many rounds would favour one side if the two
+    models were equally fast.
     """
     ratios = np.asarray(parent) / np.maximum(np.asarray(variant), 1e-12)
     faster = int((ratios > 1.0).sum())
+    interval = estimate(parent, variant)
     return {"paired_speedup": float(np.median(ratios)), "faster_rounds": faster,
-            "p_faster": _upper_tail(faster, len(ratios)), "p_slower": _upper_tail(len(ratios) - faster, len(ratios))}
+            "p_faster": _upper_tail(faster, len(ratios)), "p_slower": _upper_tail(len(ratios) - faster, len(ratios)),
+            "ci_low": interval.low, "ci_high": interval.high, "confidence": CONFIDENCE}
 
 
 def _warm_up(run: Callable[[], Any], seconds: float) -> float:
@@ -230,10 +256,10 @@ def _warm_up(run: Callable[[], Any], seconds: float) -> float:
     return statistics.median(samples[len(samples) // 2 :])
 
 
-def _interleave(runs: Sequence[Callable[[], Any]], rounds: int) -> list[list[float]]:
+def _interleave(runs: Sequence[Callable[[], Any]], rounds: int, *, start: int = 0) -> list[list[float]]:
     times: list[list[float]] = [[] for _ in runs]
     clock = time.perf_counter
-    for r in range(rounds):
+    for r in range(start, start + rounds):
         for offset in range(len(runs)):
             i = (r + offset) % len(runs)
             start = clock()

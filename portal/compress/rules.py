@@ -19,7 +19,7 @@ from typing import Any
 
 import onnx
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidModelError
 from .methods import (
     CALIBRATION_METHODS,
     DYNAMIC_OP_TYPES,
@@ -80,7 +80,7 @@ def build_variant(job: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
     Runs in the sandboxed child. Returns ``{"model", "info", "notes", "stats"}``.
     """
     from ..ingest.modelinfo import describe_model
-    from ..ingest.onnx_check import run_once
+    from ..ingest.testrun import TEST_RUN_KEY, run_synthetic
 
     work = Work(src=Path(job["src"]), dst=Path(job["dst"]), scratch=Path(job["scratch"]), params=job["params"],
                 job=job, progress=progress)
@@ -88,7 +88,12 @@ def build_variant(job: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
     stats = method(job["method"]).build(work)
     progress("checking the variant in onnxruntime")
     info = describe_model(onnx.load(str(work.dst)), size_bytes=work.dst.stat().st_size)
-    run_once(work.dst, info["signature"])
+    # the synthetic inputs ingest tries (zeros first), so a variant of a model whose inputs carry shapes
+    # is checked like its parent was; a variant that no longer runs while its parent did is refused
+    info[TEST_RUN_KEY] = run_synthetic(work.dst, onnx.load(str(work.dst)), info["signature"])
+    if not info[TEST_RUN_KEY]["ran"] and job.get("parent_ran", True):
+        raise InvalidModelError(f"the {job['method']} variant does not run in onnxruntime although its parent "
+                                f"does: {info[TEST_RUN_KEY]['reason']}")
     stats.update(nodes_before=int(job.get("nodes_before", 0)), nodes_after=int(info["node_count"]))
     progress("variant ready")
     return {"model": work.dst.name, "info": info, "notes": work.notes, "stats": stats}

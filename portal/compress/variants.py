@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import InvalidModelError
 from ..ingest.sandbox import run_worker
+from ..ingest.testrun import TEST_RUN_KEY
 from ..serving.signature import fixed_batch
 from ..services import ModelServices
 from ..storage.registry import ModelVersion
@@ -117,6 +118,7 @@ def _build_and_register(services: ModelServices, parent: ModelVersion, method: s
             "kind": "compress", "method": method, "params": params,
             "src": str(services.model_path(parent.ref).resolve()), "dst": str(scratch / "variant.onnx"),
             "nodes_before": parent.info.get("node_count", 0),
+            "parent_ran": (parent.info.get(TEST_RUN_KEY) or {}).get("ran", True),
             "fixed_batch": _fixed_batch(parent),
         }
         if data is not None:
@@ -249,6 +251,13 @@ def _summarize(versions: Sequence[ModelVersion], data: DataSet, runs: list[dict[
     return out
 
 
+SYNTHETIC_NOTE = ("measured on synthetic inputs generated from the signature (this version has no reference "
+                  "data): speed and size hold, agreement is on made-up inputs, and there is no accuracy; add "
+                  "reference data on the Models page for figures on real rows")
+NO_CALIBRATION = ("needs real inputs to calibrate on: this version has no reference data, so it was measured on "
+                  "synthetic inputs; upload calibration data, or add reference data on the Models page")
+
+
 # -- compare ----------------------------------------------------------------------------------
 def compare(
     services: ModelServices,
@@ -280,20 +289,24 @@ def compare(
     for name in chosen:  # every parameter is checked before any work
         check_params(name, _knobs_of(name, knobs))
     check_settings(tolerance, objective)
-    evaluation = load_data(services, parent, data, purpose="evaluation", label_column=label_column)
+    evaluation = load_data(services, parent, data, purpose="evaluation", label_column=label_column, synthetic=True)
     _say(progress, f"evaluation data: {evaluation.rows} rows from {evaluation.source}")
     notes: list[str] = []
     calibrated = [name for name in chosen if REGISTRY[name].calibrated]
-    if calibration is None and not parent.reference_sha and data is not None:
+    if evaluation.synthetic:
+        notes.append(SYNTHETIC_NOTE)
+    if evaluation.synthetic and calibration is None:  # calibrating on made-up inputs would mislead
+        refused_uncalibrated = {name: NO_CALIBRATION for name in calibrated}
+        calibrated = []
+    else:
+        refused_uncalibrated = {}
+    on_evaluation_rows = calibration is None and not parent.reference_sha and data is not None
+    if on_evaluation_rows:
         calibration = data
-        if calibrated:
-            notes.append(f"{' and '.join(calibrated)} was calibrated on the evaluation rows themselves (no "
-                         "calibration data and no reference data), so its agreement may look better than on "
-                         "unseen rows")
     if calibrated and calibration is not None:  # bad calibration data fails before any work
         load_data(services, parent, calibration, purpose="calibration", max_rows=MAX_CALIBRATION_ROWS, spread=True)
-    variants, refused = [], {}
-    for name in chosen:
+    variants, refused = [], dict(refused_uncalibrated)
+    for name in (n for n in chosen if n not in refused_uncalibrated):
         kwargs = _knobs_of(name, knobs) | ({"calibration": calibration} if name in calibrated else {})
         try:
             variants.append(create_variant(services, parent.ref, name, reuse=True, progress=progress, actor=actor,
@@ -301,6 +314,10 @@ def compare(
         except InvalidModelError as exc:
             refused[name] = exc.message
             _say(progress, f"{name} refused: {exc.message}")
+    made = [v.method for v in variants if v.method in calibrated]
+    if on_evaluation_rows and made:  # only what this comparison built or reused: never a note on a refused method
+        notes.append(f"{' and '.join(made)} was calibrated on the evaluation rows themselves (no calibration data "
+                     "and no reference data), so its agreement may look better than on unseen rows")
     measurements = measure_versions(services, [parent, *variants], evaluation, batch_size=batch_size,
                                     threads=threads, budget_seconds=budget_seconds, progress=progress)
     env = measure.environment(threads=threads)

@@ -13,6 +13,7 @@ Modules:
     access        as_user, can/check, visibility, and references resolved (and cached) for the user
     registering   prepare, register and discard uploads; StagedModel and suggest_name
     editing       aliases, model and version fields, deletion and blob collection
+    reference     reference data (tables, or images as input tensors) checked against a signature and kept
     predicting    predict, coerce, images and file scoring through the one serving pipeline
 """
 

@@ -7,11 +7,16 @@ references, and a deletion collects the blobs nothing uses any more.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
+from ..ingest.metadata import build_version_meta
+from ..serving.images import check_preprocessing
 from ..storage.refs import ModelRef
 from ..storage.registry import ModelSummary, ModelVersion
 from .access import Access
+from .reference import reference_table, store_reference
 
 __all__ = ["Editing"]
 
@@ -55,6 +60,52 @@ class Editing(Access):
         version = self.registry.update_version_meta(ref, actor=self._actor(actor), **fields)
         self.invalidate()
         return version
+
+    def set_image_settings(
+        self, ref: str | ModelRef, preprocessing: Mapping[str, Any], *, class_labels: Sequence[str] | None = None,
+        classify: bool = False, actor: str | None = None,
+    ) -> ModelVersion:
+        """Set the version's image preprocessing and class labels, checked against its signature.
+
+        ``classify`` makes the model a classifier (class label and top-k from its scores).
+        """
+        version = self.get(ref)
+        self._require_model("edit", version.name)
+        prep = check_preprocessing(preprocessing, version.signature)
+        labels = list(class_labels) if class_labels else None
+        build_version_meta(SimpleNamespace(info=version.info, suggested={}),
+                           {"class_labels": labels, "task": "classification" if classify else version.task})
+        if classify and version.task != "classification":
+            self.registry.update_model(version.name, actor=self._actor(actor), task="classification")
+        updated = self.registry.update_version_meta(version.ref, actor=self._actor(actor), preprocessing=prep,
+                                                    class_labels=labels)
+        self.invalidate()
+        return updated
+
+    def set_reference_data(self, ref: str | ModelRef, data: Any, *, actor: str | None = None) -> ModelVersion:
+        """Keep ``data`` as the version's reference data (replacing any), checked against its signature.
+
+        ``data``: a table (DataFrame, CSV or Parquet) with the model's columns, or, for an
+        image model, images (files, ``(name, bytes)`` uploads, a folder or a zip); see
+        :mod:`portal.core.reference`. Nothing is stored when the check fails.
+        """
+        version = self.get(ref)
+        self._require_model("edit", version.name)
+        frame = reference_table(
+            data, signature=version.signature, feature_names=version.feature_names,
+            preprocessing=version.preprocessing, max_pixels=self.settings.max_image_pixels,
+            max_bytes=self.settings.max_upload_bytes,
+        )
+        sha = store_reference(self.store, frame)
+        try:
+            updated, previous = self.registry.set_reference(version.ref, sha, actor=self._actor(actor))
+        except BaseException:
+            self._collect_blob(sha)  # a version deleted meanwhile: nothing keeps the new blob
+            raise
+        self.invalidate()
+        if previous and previous != sha:
+            self._collect_blob(previous)
+        return updated
 
     def delete(self, ref: str | ModelRef, *, force: bool = False, actor: str | None = None) -> list[str]:
         """Delete a version (``name:3``) or a whole model (``name``); return what was deleted.

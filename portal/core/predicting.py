@@ -8,7 +8,7 @@ are the pipeline's, the same as the API's.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +61,18 @@ class Predicting(Access):
         allow_nan: bool = False,
         extra_columns: str = "error",
         run_options: Any = None,
+        log: bool = True,
+        column_map: Mapping[str, str] | None = None,
     ) -> Prediction:
         """Predict with the version ``ref`` on ``data`` (see :func:`portal.serving.signature.coerce`).
 
         Every call is queued to the prediction log (see :mod:`portal.monitor.log`),
-        failures included once the version is known.
+        failures included once the version is known, unless ``log`` is False: the
+        portal's own work (explanations) is not traffic and stays out of the log.
         """
         return self.pipeline.predict(self.get(ref), data, caller=self.actor, source=self.source, allow_nan=allow_nan,
-                                     extra_columns=extra_columns, run_options=run_options)
+                                     extra_columns=extra_columns, run_options=run_options, log=log,
+                                     column_map=column_map)
 
     def log_prediction(
         self,
@@ -99,6 +103,7 @@ class Predicting(Access):
         progress: Callable[[int], None] | None = None,
         keep_inputs: bool = False,
         cancel: threading.Event | None = None,
+        column_map: Mapping[str, str] | None = None,
     ) -> pd.DataFrame | Prediction:
         """Score a file; CSV and Parquet are streamed (parse, infer and write overlap; memory bounded by the chunk size).
 
@@ -107,17 +112,18 @@ class Predicting(Access):
         table is written to a temp file and renamed into place when every row is
         scored, so an error (which names the line and column) or a ``cancel``
         (a ``threading.Event``) leaves nothing under the output name.
-        ``keep_inputs`` writes the input columns before the results.  The whole
+        ``keep_inputs`` writes the input columns before the results; ``column_map``
+        (``{model column: file column}``) names the file's columns the model calls otherwise.  The whole
         file is one entry in the prediction log.  See :mod:`portal.serving.batch`.
         """
         version = self.get(ref)
         path = Path(path)
         if path.suffix.lower() not in (".csv", ".parquet"):
-            prediction = self.predict(version, path, extra_columns=extra_columns)
+            prediction = self.predict(version, path, extra_columns=extra_columns, column_map=column_map)
             if output is not None:
                 write_frame(prediction.to_frame(), Path(output), outputs=prediction.outputs)
             return prediction
         result = self.pipeline.score(version, path, output, caller=self.actor, source=self.source,
                                      extra_columns=extra_columns, keep_inputs=keep_inputs, cancel=cancel,
-                                     progress=progress)
+                                     progress=progress, column_map=column_map)
         return pd.DataFrame({"rows": [result.rows]}) if output is not None else result.frame

@@ -17,13 +17,13 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from ..errors import InvalidInputError
-from ..serving.dataio import read_input
 from ..storage.refs import check_name
 from ..storage.registry import ModelVersion
 from ..storage.store import receive_stream
 from .access import Access
+from .reference import reference_table, store_reference
 
-__all__ = ["Progress", "Registering", "Source", "StagedModel", "suggest_name"]
+__all__ = ["GENERIC_NAMES", "Progress", "Registering", "Source", "StagedModel", "is_generic_name", "suggest_name"]
 
 Source = str | Path | bytes | BinaryIO
 Progress = Callable[[str], None]
@@ -45,6 +45,19 @@ class StagedModel:
     @property
     def suggested(self) -> dict[str, Any]:
         return self.report.suggested
+
+
+GENERIC_NAMES = frozenset({
+    "model", "models", "export", "exported", "saved-model", "saved_model", "savedmodel", "onnx", "onnx-model",
+    "onnx_model", "net", "network", "checkpoint", "weights", "pipeline", "output",
+    "upload", "final", "best", "best-model", "best_model", "untitled", "file", "test", "tmp",
+})
+"""File stems that say nothing about the model: the Upload page asks for a real name instead."""
+
+
+def is_generic_name(name: str) -> bool:
+    """Whether ``name`` (e.g. ``model``, ``export``, ``saved_model``) says nothing about the model."""
+    return name.strip().lower().replace(" ", "-") in GENERIC_NAMES
 
 
 def suggest_name(filename: str) -> str:
@@ -140,6 +153,7 @@ class Registering(Access):
 
     def _register_staged(self, staged: StagedModel, name: str | None, metadata: dict[str, Any]) -> ModelVersion:
         from ..ingest.metadata import build_version_meta
+        from ..serving.images import check_preprocessing
 
         name = check_name(name or suggest_name(staged.filename))
         if self.user is not None:
@@ -151,10 +165,14 @@ class Registering(Access):
         method = metadata.pop("method", None)
         method_params = metadata.pop("method_params", None)
         model_fields, meta = build_version_meta(staged.report, metadata)
+        if meta.get("preprocessing") is not None:  # checked here: ingest sits below serving's image rules
+            meta["preprocessing"] = check_preprocessing(meta["preprocessing"], staged.report.info["signature"])
         if not staged.report.model_path.is_file():
             raise InvalidInputError("this upload is no longer staged (it expired or was discarded); upload the file again")
+        # checked before anything is kept: bad reference data stores nothing and keeps the upload staged
+        frame = self._reference_table(reference, staged.report.info["signature"], meta) if reference is not None else None
         blob = self.store.adopt(staged.report.model_path)
-        ref_blob = self._store_reference(reference, staged.report.info["signature"], meta) if reference is not None else None
+        ref_blob = store_reference(self.store, frame) if frame is not None else None
         version = self.registry.add_version(
             name, blob_sha=blob.sha256, size_bytes=blob.size, source_format=staged.report.source_format,
             info=staged.report.info, meta=meta, actor=actor, parent=parent, method=method,
@@ -165,12 +183,10 @@ class Registering(Access):
         self.invalidate()
         return version
 
-    def _store_reference(self, reference: Any, signature: dict[str, Any], meta: dict[str, Any]) -> str:
-        frame = reference if isinstance(reference, pd.DataFrame) else read_input(reference)
-        if not isinstance(frame, pd.DataFrame) or frame.empty:
-            raise InvalidInputError("reference data must be a non-empty table (DataFrame, CSV or Parquet)")
-        frame = frame.copy()
-        frame.columns = [str(c) for c in frame.columns]
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return self.store.put_bytes(buffer.getvalue()).sha256
+    def _reference_table(self, reference: Any, signature: dict[str, Any], meta: dict[str, Any]) -> pd.DataFrame:
+        """Reference data (a table, or images for an image model) checked against ``signature``."""
+        return reference_table(
+            reference, signature=signature, feature_names=meta.get("feature_names"),
+            preprocessing=meta.get("preprocessing"), max_pixels=self.settings.max_image_pixels,
+            max_bytes=self.settings.max_upload_bytes,
+        )

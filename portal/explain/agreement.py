@@ -183,7 +183,7 @@ def agreement_jobs(
 ) -> tuple[TabularJob, LimeJob]:
     """SHAP's and LIME's jobs on the same rows, background and settings (rows default: a seeded sample)."""
     version = services.get(ref)
-    frame, label = load_background(services, version, background)
+    frame, label = load_background(services, version, background, rows=rows)
     if rows is None:
         rows = frame.sample(n=min(DEFAULT_ROWS, len(frame)), random_state=settings.seed) if len(frame) else frame
     shap_job = TabularJob(services, version, rows, background=frame, background_label=label, target=target,

@@ -25,9 +25,10 @@ from ..ingest.modelinfo import numpy_dtype
 from ..storage.registry import ModelVersion
 from ..serving.signature import Feeds, tensor_inputs
 
-__all__ = ["BackgroundInfo", "Column", "TabularCodec", "hash_array", "summarize_background"]
+__all__ = ["ROWS_AS_BACKGROUND", "BackgroundInfo", "Column", "TabularCodec", "hash_array", "summarize_background"]
 
 BACKGROUND_METHODS = ("sample", "kmeans")
+ROWS_AS_BACKGROUND = "rows being explained"  # BackgroundInfo.source when they are their own background
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,8 @@ class BackgroundInfo:
     def describe(self) -> str:
         """One sentence for the page, the CLI and the report."""
         dropped = f" ({self.dropped} row(s) with missing values dropped)" if self.dropped else ""
+        if self.source == ROWS_AS_BACKGROUND:
+            return self._describe_rows(dropped)
         if self.method == "all":
             how = f"all {self.rows} rows"
         elif self.method == "sample":
@@ -204,6 +207,17 @@ class BackgroundInfo:
         else:
             how = f"{self.rows} k-means representatives of {self.available} rows (nearest real row to each centre)"
         return f"Background: {how} of the {self.source}{dropped}."
+
+    def _describe_rows(self, dropped: str) -> str:
+        return (f"Background: {_describe_rows_method(self)}{dropped}, because this version has no reference data "
+                "(add some on the Models page for a background that does not depend on the rows you pick).")
+
+
+def _describe_rows_method(info: BackgroundInfo) -> str:
+    if info.method == "all":
+        return f"the {info.rows} rows being explained"
+    how = "sampled at random" if info.method == "sample" else "k-means representatives"
+    return f"{info.rows} of the {info.available} rows being explained ({how})"
 
 
 def summarize_background(matrix: np.ndarray, *, size: int, method: str, seed: int) -> tuple[np.ndarray, str]:

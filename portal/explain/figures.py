@@ -10,6 +10,7 @@
     html_report          a standalone HTML page (plotly inlined) for selected rows
     standalone_html      the page itself, shared with the LIME and agreement reports (lime_figures)
     shap_csv             SHAP values as CSV bytes, formula-escaped
+    numerically_zero     whether attributions are rounding noise (then drawn on a neutral scale)
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = [
     "html_report",
     "image_overlay",
     "importance_bar",
+    "largest_attribution",
+    "numerically_zero",
     "shap_csv",
     "standalone_html",
     "waterfall",
@@ -49,6 +52,30 @@ FONT = dict(family="Inter, 'Source Sans Pro', sans-serif", size=13)
 _SCALE = "RdBu_r"
 # blue (against) → transparent (no effect) → red (for): the image shows through where SHAP ≈ 0
 OVERLAY = [[0.0, "rgba(37,99,235,0.95)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(220,38,38,0.95)"]]
+# Attributions whose largest |value| is at most this share of the output scale (taken as at least 1)
+# are rounding noise, not evidence. A float32 model's output moves by at least one float32 step (about
+# 1e-7 of its size) when an input changes it at all, while SHAP's float64 sums over outputs that never
+# change leave values near 1e-16 (±4e-18 seen on a constant image model): 1e-10 lies far from both.
+ZERO_ATTRIBUTION = 1e-10
+
+
+def largest_attribution(values: np.ndarray) -> float:
+    """The largest finite |value| (0 when there is none)."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max(initial=0.0))
+
+
+def numerically_zero(values: np.ndarray, outputs: np.ndarray) -> bool:
+    """Whether every attribution in ``values`` is within ``ZERO_ATTRIBUTION`` × the scale of ``outputs`` of 0.
+
+    The scale is the largest finite |output|, and at least 1 (probabilities, small regressions).
+    """
+    return largest_attribution(values) <= ZERO_ATTRIBUTION * max(1.0, largest_attribution(np.asarray(outputs)))
+
+
+def _neutral_span(outputs: np.ndarray) -> float:
+    """Half the width of a neutral axis for zero attributions: the output scale (at least 1)."""
+    return max(1.0, largest_attribution(np.asarray(outputs)))
 
 
 def style(fig: go.Figure, *, title: str, x: str, y: str, height: int) -> go.Figure:
@@ -160,6 +187,9 @@ def beeswarm(
     ))
     fig.update_yaxes(tickvals=list(range(len(order))), ticktext=[expl.feature_names[j] for j in order[::-1]])
     fig.add_vline(x=0, line_color="#94a3b8", line_width=1)
+    if numerically_zero(chosen.values, chosen.outputs):  # not rounding noise stretched across the axis
+        span = _neutral_span(chosen.outputs)
+        fig.update_xaxes(range=[-span, span])
     return style(fig, title=f"SHAP values of {len(chosen.values)} row(s), by feature", x="SHAP value", y="",
                   height=max(280, 80 + 32 * len(order)))
 
@@ -191,6 +221,9 @@ def dependence(
         fig.add_trace(go.Scatter(x=x, y=chosen.values[:, j], mode="markers", marker=marker, text=text,
                                  hovertemplate=f"%{{text}}<br>{feature} = %{{x}}<br>SHAP %{{y:.4g}}<extra></extra>"))
     fig.add_hline(y=0, line_color="#94a3b8", line_width=1)
+    if numerically_zero(chosen.values, chosen.outputs):
+        span = _neutral_span(chosen.outputs)
+        fig.update_yaxes(range=[-span, span])
     by = f", coloured by {color_by}" if color_by else ""
     return style(fig, title=f"Dependence on {feature}{by}", x=feature, y=f"SHAP value of {feature}", height=380)
 
@@ -205,14 +238,20 @@ def _feature_index(expl: TabularExplanation, feature: str) -> int:
 
 # -- images -------------------------------------------------------------------------------
 def image_overlay(expl: ImageExplanation, row: int = 0, *, max_classes: int = 3) -> go.Figure:
-    """The image, then one panel per explained class with its attribution heat map over it."""
+    """The image, then one panel per explained class with its attribution heat map over it.
+
+    The colour scale spans ± the largest attribution of the image, or ± the output scale when
+    the attributions are numerically zero (rounding noise is not drawn as full-strength evidence).
+    """
     image = expl.images[row].mean(axis=2)
     k = min(max_classes, expl.class_indices.shape[1])
     titles = ["input"] + [
         f"{expl.output_names[c]} (p = {expl.outputs[row, c]:.2f})" for c in expl.class_indices[row, :k]
     ]
     fig = make_subplots(rows=1, cols=k + 1, subplot_titles=titles, horizontal_spacing=0.03)
-    limit = float(np.abs(expl.values[row, ..., :k]).max()) or 1.0
+    values = expl.values[row, ..., :k]
+    zero = numerically_zero(values, expl.outputs[row])
+    limit = _neutral_span(expl.outputs[row]) if zero else largest_attribution(values) or 1.0
     fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False,
                              hovertemplate="value %{z:.3f}<extra></extra>"), 1, 1)
     for i in range(k):
@@ -224,8 +263,10 @@ def image_overlay(expl: ImageExplanation, row: int = 0, *, max_classes: int = 3)
         ), 1, i + 2)
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(title=dict(text=f"Image {row}: where the evidence for each class lies (red for, blue against)",
-                                 x=0, font=dict(size=15)), template="plotly_white", font=FONT, height=340,
+    title = (f"Image {row}: attributions are numerically zero (largest |SHAP| {largest_attribution(values):.1e}), "
+             "no evidence for any class" if zero else
+             f"Image {row}: where the evidence for each class lies (red for, blue against)")
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)), template="plotly_white", font=FONT, height=340,
                       margin=dict(l=10, r=10, t=80, b=10))
     return fig
 

@@ -48,7 +48,7 @@ class ExplainJob:
     @cached_property
     def picker(self) -> OutputPicker:
         to_feeds, explained = self._model_inputs()
-        return OutputPicker.build(self.version, self.services.predict(self.version, to_feeds(explained)))
+        return OutputPicker.build(self.version, self.services.predict(self.version, to_feeds(explained), log=False))
 
     @cached_property
     def function(self) -> ModelFunction:

@@ -21,7 +21,17 @@ from plotly.subplots import make_subplots
 
 from ..serving.dataio import frame_to_csv_bytes
 from .agreement import AgreementReport
-from .figures import FONT, NEGATIVE, OVERLAY, POSITIVE, label_value, standalone_html, style
+from .figures import (
+    FONT,
+    NEGATIVE,
+    OVERLAY,
+    POSITIVE,
+    label_value,
+    largest_attribution,
+    numerically_zero,
+    standalone_html,
+    style,
+)
 from .lime_types import LimeImageExplanation, LimeTabularExplanation
 
 __all__ = ["agreement_importance", "agreement_row", "agreement_rows", "lime_csv", "lime_importance", "lime_report",
@@ -113,7 +123,9 @@ def lime_superpixels(expl: LimeImageExplanation, row: int = 0, *, max_classes: i
     fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False,
                              hovertemplate="value %{z:.3f}<extra></extra>"), 1, 1)
     fig.add_trace(edges, 1, 1)
-    limit = float(np.nanmax(np.abs(expl.weights[row, :k]))) or 1.0
+    weights = expl.weights[row, :k]
+    zero = numerically_zero(weights, expl.outputs[row])  # rounding noise: a neutral scale, not saturated colours
+    limit = max(1.0, largest_attribution(expl.outputs[row])) if zero else largest_attribution(weights) or 1.0
     for j in range(k):
         heat = expl.pixel_weights(row, j)
         fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, hoverinfo="skip"), 1, j + 2)
@@ -127,8 +139,10 @@ def lime_superpixels(expl: LimeImageExplanation, row: int = 0, *, max_classes: i
     fig.update_yaxes(range=[height - 0.5, -0.5], showticklabels=False, showgrid=False, zeroline=False,
                      scaleanchor="x")
     fig.update_xaxes(range=[-0.5, width - 0.5], showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_layout(title=dict(text=f"Image {row}: LIME superpixel weights (red for the class, blue against)",
-                                 x=0, font=dict(size=15)), template="plotly_white", font=FONT, height=340,
+    title = (f"Image {row}: LIME weights are numerically zero (largest |weight| {largest_attribution(weights):.1e}), "
+             "no evidence for any class" if zero else
+             f"Image {row}: LIME superpixel weights (red for the class, blue against)")
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)), template="plotly_white", font=FONT, height=340,
                       margin=dict(l=10, r=10, t=80, b=10))
     return fig
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError, PortalError
-from ..serving.predict import Prediction, softmax
+from ..serving.predict import Prediction, class_scores, softmax
 from ..services import ModelServices
 from ..storage.registry import ModelVersion
 
@@ -58,8 +58,9 @@ class OutputPicker:
             raise InvalidInputError(
                 f"{version.ref} has no numeric output to explain (outputs: {', '.join(sample.outputs)})")
         if version.task == "classification":
-            for name, value in floats.items():
-                if value.ndim == 2 and value.shape[1] >= 2:
+            for name, raw in floats.items():
+                value = class_scores(raw)  # [N, C], or [N, C, 1, 1] squeezed
+                if value is not None:
                     labels: Sequence[Any] = sample.output_keys.get(name) or range(value.shape[1])
                     if version.class_labels and len(version.class_labels) == value.shape[1]:
                         labels = version.class_labels
@@ -150,8 +151,9 @@ class ModelFunction:
         if self.guard is not None:
             self.guard.charge(rows)
         # allow_nan: every row is a mix of checked rows and background, so the
-        # per-call scan for NaN would only cost time
-        prediction = self.services.predict(self.version, self.to_feeds(batch), allow_nan=True)
+        # per-call scan for NaN would only cost time; log=False: an explanation's
+        # evaluations are the portal's own work, not traffic (nor inputs for drift)
+        prediction = self.services.predict(self.version, self.to_feeds(batch), allow_nan=True, log=False)
         out = self.picker(prediction)
         if self.guard is not None:
             self.guard.done(rows)

@@ -23,17 +23,20 @@ from ..serving.signature import Feeds
 from ..services import ModelServices
 from ..storage.registry import ModelVersion
 from .cache import cache_for, make_key
-from .data import BackgroundInfo, TabularCodec, check_tabular, hash_array, summarize_background
+from .data import ROWS_AS_BACKGROUND, BackgroundInfo, TabularCodec, check_tabular, hash_array, summarize_background
 from .job import ExplainJob
 from .model import BudgetExceededError, Progress, measure_latency
 from .shap import shap_version, tabular_values
 from .types import Estimate, ExplainSettings, TabularExplanation, check_target
 
-__all__ = ["TabularInputs", "TabularJob", "load_background", "load_inputs"]
+__all__ = ["MIN_ROWS_AS_BACKGROUND", "TabularInputs", "TabularJob", "load_background", "load_inputs"]
 
 FORMAT = 1
 DEFAULT_PERMUTATION_EVALS = 500
 MIN_BACKGROUND = 10
+# with no reference data and no background table, the rows being explained are the
+# background when there are at least this many (fewer would make a poor background)
+MIN_ROWS_AS_BACKGROUND = 10
 # shap's own work per model row (masking, averaging) and per masked evaluation
 # (Python per call), fitted to runs of the demo models on two busy cores.
 SHAP_SECONDS_PER_ROW = 1.5e-6
@@ -44,25 +47,46 @@ MAX_CALL_BYTES = 256 * 1024**2
 MAX_EXACT_FEATURES = 12
 
 
-def load_background(services: ModelServices, version: ModelVersion, background: Any) -> tuple[Any, str]:
-    """The background table and where it came from: given, or the version's reference data."""
+def load_background(
+    services: ModelServices, version: ModelVersion, background: Any, *, rows: Any = None
+) -> tuple[Any, str]:
+    """The background table and where it came from.
+
+    Given, else the version's reference data (or its parent's), else ``rows`` (the rows
+    being explained) when there are at least :data:`MIN_ROWS_AS_BACKGROUND` of them.
+    """
     if background is None:
         owner = version.ref
         frame = services.reference_frame(owner)
         if frame is None and version.parent:  # a variant answers to its parent's data
             owner = services.get(version.parent).ref
             frame = services.reference_frame(owner)
-        if frame is None:
-            raise InvalidInputError(
-                f"{version.ref} has no reference data to use as background; "
-                "upload a background table (CSV or Parquet) with the model's columns"
-            )
-        return frame, f"reference data of {owner}"
+        if frame is not None:
+            return frame, f"reference data of {owner}"
+        count = _count_rows(rows)
+        if count >= MIN_ROWS_AS_BACKGROUND:
+            return rows, ROWS_AS_BACKGROUND
+        given = f"only {count} row(s) to explain" if count else "no rows to explain"
+        raise InvalidInputError(
+            f"{version.ref} has no reference data to use as background, and {given} (at least "
+            f"{MIN_ROWS_AS_BACKGROUND} can serve as their own background); explain more rows, upload a background "
+            "table (CSV or Parquet) with the model's columns, or add reference data on the Models page (Edit tab)"
+        )
     if isinstance(background, (str, Path)):
         return read_input(background), f"file {Path(background).name}"
     if isinstance(background, (bytes, bytearray)):
         return read_input(bytes(background), name="background.csv"), "uploaded table"
     return background, "uploaded table"
+
+
+def _count_rows(rows: Any) -> int:
+    if isinstance(rows, pd.DataFrame):
+        return len(rows)
+    if isinstance(rows, dict) and rows:
+        return len(next(iter(rows.values())))
+    if isinstance(rows, (np.ndarray, list)):
+        return len(rows)
+    return 0
 
 
 def _coerce(
@@ -131,7 +155,7 @@ class TabularInputs(NamedTuple):
 def load_inputs(services: ModelServices, version: ModelVersion, rows: Any, background: Any) -> TabularInputs:
     """Check rows and background (default: the version's reference data) and lay both out as matrices."""
     row_feeds = _coerce(services, version, rows, "rows to explain")
-    frame, source = load_background(services, version, background)
+    frame, source = load_background(services, version, background, rows=rows)
     raw = _coerce(services, version, frame, "background data", allow_nan=True)
     background_feeds = _complete_rows(raw)
     codec = TabularCodec.build(version, [row_feeds, background_feeds])

@@ -15,6 +15,7 @@ size and moves the finished ``model.onnx`` into place.
     sklearn_convert   load a skops file with a fixed allowlist, convert it with skl2onnx
     torch_convert     convert TorchScript and ``torch.export`` programs to ONNX
     onnx_check        check an ONNX model against the installed onnxruntime, run it once
+    testrun           the test run: zeros, ones, small ranges, other sizes until one runs (else a warning)
     modelinfo         describe an ONNX model: signature, opsets, operators, parameters
     metadata          check and assemble the metadata a user gives at registration
 """

@@ -31,6 +31,7 @@ from portal.ingest.confine import Confinement, ConfinementError, confine
 from portal.ingest.detect import SAFE_EXPORT_HINT, check_zip, extract_zip, parse_onnx, sniff
 from portal.ingest.onnx_check import Conversion, first_line
 from portal.ingest.modelinfo import describe_model
+from portal.ingest.testrun import TEST_RUN_KEY, run_synthetic, untested_warning
 
 MODEL_FILE = "model.onnx"
 _SPAWN_EVENTS = frozenset(
@@ -278,14 +279,15 @@ def ingest(ctx: _Context) -> dict[str, Any]:
     ctx.progress("converted")
     info = describe_model(model, size_bytes=size)
     with ctx.timed("load"):
-        onnx_check.run_once(ctx.out, info["signature"])
+        info[TEST_RUN_KEY] = run_synthetic(ctx.out, model, info["signature"])
     ctx.progress("loaded")
+    warning = untested_warning(info)
     return {
         "source_format": _SOURCE_FORMATS[fmt],
         "model": MODEL_FILE,
         "info": info,
         "suggested": conversion.suggested,
-        "warnings": conversion.warnings,
+        "warnings": conversion.warnings + ([warning] if warning else []),
         "timings": ctx.timings,
     }
 

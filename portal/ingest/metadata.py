@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import InvalidInputError
 from ..storage.registry import TASKS
 
-__all__ = ["build_version_meta", "infer_task", "parse_list", "parse_shape"]
+__all__ = ["build_version_meta", "class_output", "infer_task", "parse_list", "parse_shape"]
 
 _MODEL_KEYS = ("description", "tags", "task", "visibility")
 _VERSION_KEYS = ("feature_names", "class_labels", "preprocessing", "notes", "demo")
@@ -71,7 +71,26 @@ def infer_task(info: dict[str, Any]) -> str:
             return "regression"
         if len(shape) == 2 and isinstance(shape[1], int) and "Softmax" in info.get("operators", {}):
             return "classification"
+        if len(shape) > 2 and class_output(info["signature"]) and "Softmax" in info.get("operators", {}):
+            return "classification"  # e.g. squeezenet's [N, 1000, 1, 1] probabilities
     return "other"
+
+
+def class_output(signature: dict[str, Any]) -> tuple[str, int] | None:
+    """The first float output holding one score per class, and its class count.
+
+    ``[N, C]``, or ``[N, C, 1, 1]`` with the singleton dimensions squeezed (model-zoo
+    image classifiers); None when no output has a fixed count of two or more classes.
+    """
+    for out in signature.get("outputs", []):
+        shape = out.get("shape") or []
+        if out.get("kind") != "tensor" or not str(out.get("dtype", "")).startswith("float") or len(shape) < 2:
+            continue
+        wide = [d for d in shape[1:] if d != 1]
+        if len(shape) == 2 or len(wide) == 1:
+            width = wide[0] if wide else 1
+            return (out["name"], width) if isinstance(width, int) and width >= 2 else None
+    return None
 
 
 def _check_features(features: Sequence[str], signature: dict[str, Any]) -> None:
@@ -93,16 +112,13 @@ def _check_features(features: Sequence[str], signature: dict[str, Any]) -> None:
 
 
 def _check_labels(labels: Sequence[str], signature: dict[str, Any]) -> None:
-    for out in signature["outputs"]:
-        shape = out.get("shape") or []
-        if out.get("kind") == "tensor" and out.get("dtype", "").startswith("float") and len(shape) == 2:
-            width = shape[1]
-            if isinstance(width, int) and width >= 2 and width != len(labels):
-                raise InvalidInputError(
-                    f"{len(labels)} class labels given, but output {out['name']!r} has {width} classes; "
-                    f"give exactly {width} labels"
-                )
-            return
+    found = class_output(signature)
+    if found is not None and found[1] != len(labels):
+        name, width = found
+        raise InvalidInputError(
+            f"{len(labels)} class labels given, but output {name!r} has {width} classes; "
+            f"give exactly {width} labels"
+        )
 
 
 def build_version_meta(report: Any, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

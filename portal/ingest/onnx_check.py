@@ -32,6 +32,7 @@ __all__ = [
     "fit_ir_version",
     "inline_external_data",
     "is_memory_failure",
+    "load_session",
     "raise_if_memory",
     "run_once",
     "runtime_limits",
@@ -304,14 +305,19 @@ def raise_if_memory(exc: BaseException) -> None:
         raise MemoryError(first_line(exc)) from exc
 
 
-def run_once(path: Path, signature: dict[str, Any], *, batch: int = 1) -> list[np.ndarray]:
-    """Create an onnxruntime CPU session for ``path`` and run zero-filled inputs through it."""
+def load_session(path: Path) -> Any:
+    """An onnxruntime CPU session for ``path``; a failure is a refusal saying why (or a MemoryError)."""
     import onnxruntime as ort
 
     try:
-        session = _session(ort, str(path))
+        return _session(ort, str(path))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated classes
         _raise_runtime_failure("onnxruntime could not load the model", exc)
+
+
+def run_once(path: Path, signature: dict[str, Any], *, batch: int = 1) -> list[np.ndarray]:
+    """Create an onnxruntime CPU session for ``path`` and run zero-filled inputs through it."""
+    session = load_session(path)
     try:
         feeds = dummy_feeds(signature, batch=batch)
         return list(session.run(None, feeds))

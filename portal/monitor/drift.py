@@ -240,8 +240,9 @@ def input_drift(
     reference = services.reference_frame(version.ref)
     if reference is None or reference.empty:
         report.status = "no_reference"
-        report.message = (f"{version.ref} has no reference data; register it with a reference data set "
-                          "(the training or validation inputs) to compare recent inputs against")
+        report.message = (f"{version.ref} has no reference data to compare recent inputs against; add some "
+                          "(the training or validation inputs) on the Models page, Edit tab, or with "
+                          "Portal.set_reference_data")
         return report
     report.reference_rows = len(reference)
     recent = recent_inputs(services, version, window, max_rows=max_rows)

@@ -1,11 +1,16 @@
 """Plotly figures of the Monitor page (no streamlit): traffic, latency, errors and input drift.
 
-The time charts take :attr:`portal.monitor.stats.TrafficSummary.series` and carry a
-range selector (buttons) and a range slider on their time axis.
+The time charts take :attr:`portal.monitor.stats.TrafficSummary.plot_series`: buckets
+fitted to the logged requests, drawn at their centres (bars a bucket wide) on a time
+axis spanning the first to the last request with a small margin, not the whole window;
+the axis carries a range slider and range buttons shorter than that span.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
+import pandas as pd
 import plotly.graph_objects as go
 
 from ..figures import ACCENT, SECOND, style
@@ -22,18 +27,21 @@ LEVEL_COLORS = {"significant": DANGER, "moderate": WARN, "stable": CALM}
 _HEIGHT = 340
 
 
+_BUTTONS = ((3600, dict(count=1, label="1h", step="hour")), (6 * 3600, dict(count=6, label="6h", step="hour")),
+            (86_400, dict(count=1, label="1d", step="day")), (7 * 86_400, dict(count=7, label="7d", step="day")))
+
+
+def _plot_range(summary: TrafficSummary) -> tuple[dt.datetime, dt.datetime]:
+    return summary.plot_range or (summary.window.start, summary.window.end)
+
+
 def _time_axis(fig: go.Figure, summary: TrafficSummary) -> go.Figure:
-    span = summary.window.seconds
-    buttons = [dict(count=1, label="1h", step="hour", stepmode="backward")]
-    if span > 6 * 3600:
-        buttons.append(dict(count=6, label="6h", step="hour", stepmode="backward"))
-    if span > 86_400:
-        buttons.append(dict(count=1, label="1d", step="day", stepmode="backward"))
-    if span > 7 * 86_400:
-        buttons.append(dict(count=7, label="7d", step="day", stepmode="backward"))
+    start, end = _plot_range(summary)
+    span = (end - start).total_seconds()
+    buttons = [dict(button, stepmode="backward") for seconds, button in _BUTTONS if span > seconds]
     buttons.append(dict(step="all", label="all"))
     fig.update_xaxes(
-        type="date", range=[summary.window.start, summary.window.end],
+        type="date", range=[start, end],
         rangeselector=dict(buttons=buttons, x=0, y=1.0, yanchor="bottom", font=dict(size=11)),
         rangeslider=dict(visible=True, thickness=0.08),
     )
@@ -41,23 +49,38 @@ def _time_axis(fig: go.Figure, summary: TrafficSummary) -> go.Figure:
     return fig
 
 
+def _step(summary: TrafficSummary) -> int:
+    return summary.plot_bucket_seconds or summary.bucket_seconds
+
+
 def _bucket_text(summary: TrafficSummary) -> str:
-    seconds = summary.bucket_seconds
+    seconds = _step(summary)
     if seconds % 86_400 == 0:
         return f"{seconds // 86_400} d" if seconds > 86_400 else "day"
     if seconds % 3600 == 0:
         return f"{seconds // 3600} h" if seconds > 3600 else "hour"
-    return f"{seconds // 60} min" if seconds > 60 else "minute"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min" if seconds > 60 else "minute"
+    return f"{seconds} s" if seconds > 1 else "second"
+
+
+def _series(summary: TrafficSummary) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+    """The charts' buckets, their centres (where they are drawn) and their spans as hover text."""
+    s = summary.plot_series if not summary.plot_series.empty else summary.series
+    step = pd.Timedelta(seconds=_step(summary))
+    shown = "%H:%M:%S" if step < pd.Timedelta(minutes=1) else "%Y-%m-%d %H:%M"
+    spans = [f"{t:{shown}} to {t + step:{shown}}" for t in s["time"]]
+    return s, s["time"] + step / 2, spans
 
 
 def requests_over_time(summary: TrafficSummary) -> go.Figure:
-    """Requests per bucket (bars) and rows per bucket (line, right axis)."""
-    s = summary.series
+    """Requests per bucket (bars a bucket wide) and rows per bucket (line, right axis)."""
+    s, x, spans = _series(summary)
     fig = go.Figure([
-        go.Bar(x=s["time"], y=s["requests"], name="requests", marker_color=ACCENT,
-               hovertemplate="%{x}<br>%{y:,} requests<extra></extra>"),
-        go.Scatter(x=s["time"], y=s["rows"], name="rows", yaxis="y2", mode="lines+markers", line=dict(color=SECOND),
-                   marker=dict(size=4), hovertemplate="%{x}<br>%{y:,} rows<extra></extra>"),
+        go.Bar(x=x, y=s["requests"], name="requests", marker_color=ACCENT, width=_step(summary) * 1000,
+               customdata=spans, hovertemplate="%{customdata}<br>%{y:,} requests<extra></extra>"),
+        go.Scatter(x=x, y=s["rows"], name="rows", yaxis="y2", mode="lines+markers", line=dict(color=SECOND),
+                   marker=dict(size=4), customdata=spans, hovertemplate="%{customdata}<br>%{y:,} rows<extra></extra>"),
     ])
     style(fig, title=f"Requests and rows per {_bucket_text(summary)}", x="time (UTC)", y="requests",
            height=_HEIGHT)
@@ -69,12 +92,14 @@ def requests_over_time(summary: TrafficSummary) -> go.Figure:
 
 def latency_over_time(summary: TrafficSummary) -> go.Figure:
     """Latency p50 and p95 of successful requests per bucket (gaps where a bucket had none)."""
-    s = summary.series
+    s, x, spans = _series(summary)
     fig = go.Figure([
-        go.Scatter(x=s["time"], y=s["p50_ms"], name="p50", mode="lines+markers", line=dict(color=ACCENT),
-                   marker=dict(size=4), hovertemplate="%{x}<br>p50 %{y:.2f} ms<extra></extra>"),
-        go.Scatter(x=s["time"], y=s["p95_ms"], name="p95", mode="lines+markers", line=dict(color=SECOND),
-                   marker=dict(size=4), hovertemplate="%{x}<br>p95 %{y:.2f} ms<extra></extra>"),
+        go.Scatter(x=x, y=s["p50_ms"], name="p50", mode="lines+markers", line=dict(color=ACCENT),
+                   marker=dict(size=6), customdata=spans,
+                   hovertemplate="%{customdata}<br>p50 %{y:.2f} ms<extra></extra>"),
+        go.Scatter(x=x, y=s["p95_ms"], name="p95", mode="lines+markers", line=dict(color=SECOND),
+                   marker=dict(size=6), customdata=spans,
+                   hovertemplate="%{customdata}<br>p95 %{y:.2f} ms<extra></extra>"),
     ])
     fig.update_yaxes(rangemode="tozero")
     style(fig, title=f"Latency per {_bucket_text(summary)}", x="time (UTC)", y="ms", height=_HEIGHT)
@@ -82,14 +107,14 @@ def latency_over_time(summary: TrafficSummary) -> go.Figure:
 
 
 def errors_over_time(summary: TrafficSummary) -> go.Figure:
-    """Failed requests per bucket (bars) and the error rate (line, right axis)."""
-    s = summary.series
+    """Failed requests per bucket (bars a bucket wide) and the error rate (markers, right axis)."""
+    s, x, spans = _series(summary)
     rate = (s["errors"] / s["requests"].where(s["requests"] > 0)).astype(float)
     fig = go.Figure([
-        go.Bar(x=s["time"], y=s["errors"], name="errors", marker_color=DANGER,
-               hovertemplate="%{x}<br>%{y:,} errors<extra></extra>"),
-        go.Scatter(x=s["time"], y=rate, name="error rate", yaxis="y2", mode="markers", marker=dict(color=CALM, size=6),
-                   hovertemplate="%{x}<br>%{y:.1%} of requests<extra></extra>"),
+        go.Bar(x=x, y=s["errors"], name="errors", marker_color=DANGER, width=_step(summary) * 1000,
+               customdata=spans, hovertemplate="%{customdata}<br>%{y:,} errors<extra></extra>"),
+        go.Scatter(x=x, y=rate, name="error rate", yaxis="y2", mode="markers", marker=dict(color=CALM, size=6),
+                   customdata=spans, hovertemplate="%{customdata}<br>%{y:.1%} of requests<extra></extra>"),
     ])
     style(fig, title=f"Errors per {_bucket_text(summary)}", x="time (UTC)", y="errors", height=_HEIGHT)
     if s["errors"].max() <= 5:

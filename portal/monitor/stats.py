@@ -39,6 +39,7 @@ __all__ = [
     "TrafficSummary",
     "bucket_seconds",
     "logged_versions",
+    "plot_bucket_seconds",
     "now",
     "prune_log",
     "summarize",
@@ -49,6 +50,12 @@ _T = PredictionRow.__table__
 PRESETS: dict[str, int] = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
 _STEPS = (60, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400)
 _MAX_BUCKETS = 120
+# The charts' buckets fit the logged requests, not the window: a few requests in one minute of a
+# 24-hour window get seconds-wide bars on an axis spanning that minute, not one bar in a day.
+_PLOT_STEPS = (1, 2, 5, 10, 15, 30, *_STEPS)
+_MAX_PLOT_BUCKETS = 60
+_MIN_PLOT_SPAN_S = 60.0  # a lone request is shown within a minute around it
+_PLOT_MARGIN = 0.05  # of the span, on each side of the first and last bucket
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 
 
@@ -68,6 +75,14 @@ def bucket_seconds(span_seconds: float) -> int:
         if span_seconds / step <= _MAX_BUCKETS:
             return step
     return 86_400 * math.ceil(span_seconds / 86_400 / _MAX_BUCKETS)
+
+
+def plot_bucket_seconds(span_seconds: float) -> int:
+    """Bucket size of the charts for requests spread over ``span_seconds``: a round step giving at most 60 bars."""
+    for step in _PLOT_STEPS:
+        if span_seconds / step <= _MAX_PLOT_BUCKETS:
+            return step
+    return 86_400 * math.ceil(span_seconds / 86_400 / _MAX_PLOT_BUCKETS)
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,10 @@ class TrafficSummary:
     validation is fast and would flatter them); ``series`` has one row per
     bucket, empty buckets included, with columns ``time`` (bucket start, naive
     UTC), ``requests``, ``rows``, ``errors``, ``p50_ms`` and ``p95_ms``.
+
+    The charts use ``plot_series`` instead: the same columns in buckets of
+    ``plot_bucket_seconds`` fitted to the logged requests (``first`` to ``last``),
+    over ``plot_range``, the span of those buckets with a small margin.
     """
 
     model: str
@@ -145,6 +164,11 @@ class TrafficSummary:
     top_errors: list[ErrorCount] = field(default_factory=list)
     callers: pd.DataFrame = field(default_factory=pd.DataFrame)
     series: pd.DataFrame = field(default_factory=pd.DataFrame)
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+    plot_bucket_seconds: int = 0
+    plot_range: tuple[dt.datetime, dt.datetime] | None = None
+    plot_series: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def label(self) -> str:
@@ -259,7 +283,10 @@ def summarize(
         series=_series(frame, window, step),
     )
     if frame.empty:
+        summary.plot_bucket_seconds, summary.plot_range = step, (window.start, window.end)
+        summary.plot_series = summary.series
         return summary
+    _fit_plot(summary, frame)
     ok = frame.loc[frame["failed"] == 0, "latency_ms"].to_numpy(dtype=float)
     known = frame["cache_hit"].dropna().astype(bool)
     summary.requests = len(frame)
@@ -270,6 +297,23 @@ def summarize(
     if len(ok):
         summary.latency_p50_ms, summary.latency_p95_ms = (float(v) for v in np.percentile(ok, [50, 95]))
     return summary
+
+
+def _fit_plot(summary: TrafficSummary, frame: pd.DataFrame) -> None:
+    """Set the charts' bucket, range and series from the logged requests' first and last time."""
+    times = pd.to_datetime(frame["ts"])
+    first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
+    step = plot_bucket_seconds(max((last - first).total_seconds(), _MIN_PLOT_SPAN_S))
+    freq = f"{step}s"
+    start, end = pd.Timestamp(first).floor(freq), pd.Timestamp(last).floor(freq) + pd.Timedelta(seconds=step)
+    low, high = start, end
+    short = pd.Timedelta(seconds=_MIN_PLOT_SPAN_S) - (end - start)
+    if short > pd.Timedelta(0):  # widen a short span evenly around its requests
+        low, high = start - short / 2, end + short / 2
+    margin = (high - low) * _PLOT_MARGIN
+    summary.first, summary.last, summary.plot_bucket_seconds = first, last, step
+    summary.plot_range = ((low - margin).to_pydatetime(), (high + margin).to_pydatetime())
+    summary.plot_series = _series(frame, TimeRange(start.to_pydatetime(), end.to_pydatetime()), step)
 
 
 def _series(frame: pd.DataFrame, window: TimeRange, step: int) -> pd.DataFrame:

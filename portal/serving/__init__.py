@@ -14,8 +14,10 @@ Modules:
     memlimit    the process's memory ceiling for onnxruntime runs
     signature   coerce: user data into feeds that match a version's signature; FastPlan for ready arrays
     casting     safe casts to a tensor's dtype, and the short listings refusals use
+    matching    table columns to model columns: exact names, then normalised spelling, then the user's mapping
     predict     run_feeds (chunked runs) and Prediction (the tidy results table)
     images      decoding and preprocessing images for image models
+    reference   image reference data as a table: pixel columns, or one tensor column for big inputs
     dataio      reading input files and writing results safely (no unpickling, formula escaping)
     batch       streamed scoring of CSV and Parquet files, and the browser's background job
 """

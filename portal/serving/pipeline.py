@@ -44,6 +44,12 @@ BlobSource = Callable[["ModelVersion"], "Path | bytes"]
 DEFAULT_CONFIG = SessionConfig()
 
 
+def _answer_rows(outputs: dict[str, np.ndarray], default: int) -> int:
+    """The rows of an answer to feeds without a shared batch: the outputs' common first dimension, if any."""
+    sizes = {value.shape[0] for value in outputs.values() if value.ndim}
+    return sizes.pop() if len(sizes) == 1 else default
+
+
 class PredictionSink(Protocol):
     """Where finished predictions go: ``record`` queues one and never raises or waits."""
 
@@ -94,12 +100,13 @@ class Pipeline:
 
     def coerce(
         self, version: ModelVersion, data: Any, *, allow_nan: bool = False, extra_columns: str = "error",
+        column_map: Mapping[str, str] | None = None,
     ) -> Feeds:
         """``data`` (or the file a path names) as the version's feeds, by the general rules."""
         if isinstance(data, (str, Path)):
             data = self._read_file(version, Path(data))
         return coerce(version.signature, data, feature_names=version.feature_names,
-                      allow_nan=allow_nan, extra_columns=extra_columns)
+                      allow_nan=allow_nan, extra_columns=extra_columns, column_map=column_map)
 
     def _read_file(self, version: ModelVersion, path: Path) -> Any:
         if not path.is_file():
@@ -123,8 +130,12 @@ class Pipeline:
         self, version: ModelVersion, feeds: Feeds, *, config: SessionConfig = DEFAULT_CONFIG, run_options: Any = None,
     ) -> Outputs:
         """Run ready ``feeds`` through the version's session in chunks (the API's batcher runs merged feeds)."""
-        return run_feeds(self.session(version, config), feeds, chunk_rows=self.chunk_rows,
-                         fixed_batch=self.plan(version)[1], run_options=run_options)
+        return self._run_feeds(self.session(version, config), feeds, self.plan(version)[1], run_options)
+
+    def _run_feeds(self, loaded: LoadedSession, feeds: Feeds, fixed: int | None, run_options: Any) -> Outputs:
+        if not feeds.batched:  # inputs without a shared batch dimension: one run, as given
+            return run_feeds(loaded, feeds, chunk_rows=max(1, feeds.rows), run_options=run_options)
+        return run_feeds(loaded, feeds, chunk_rows=self.chunk_rows, fixed_batch=fixed, run_options=run_options)
 
     def record(
         self, version: ModelVersion, *, caller: str, source: str, rows: int, latency_s: float,
@@ -152,6 +163,8 @@ class Pipeline:
         runner: Runner | None = None,
         on_error: OnError | None = None,
         rows: int = 0,
+        log: bool = True,
+        column_map: Mapping[str, str] | None = None,
     ) -> Prediction:
         """Predict with ``version`` on ``data``, logged as ``caller``'s through ``source``, failures included.
 
@@ -161,6 +174,9 @@ class Pipeline:
             runner: runs the feeds instead of the session (the API's batcher); no cache hit is logged then.
             on_error: the error to raise and log for a failure (the API: a stopped run becomes a timeout).
             rows: the rows logged for a failure before ``data`` became feeds.
+            log: False for the portal's own work (an explanation's model evaluations), which is not
+                traffic: nothing is recorded, failures included.
+            column_map: ``{model column: table column}`` the user chose for a table's missing columns.
         """
         start = time.perf_counter()
         feeds = None
@@ -169,27 +185,30 @@ class Pipeline:
             fast, fixed = self.plan(version)
             feeds = fast.feeds(data, allow_nan) if fast is not None else None
             if feeds is None:
-                feeds = self.coerce(version, data, allow_nan=allow_nan, extra_columns=extra_columns)
-            if runner is None:
+                feeds = self.coerce(version, data, allow_nan=allow_nan, extra_columns=extra_columns,
+                                    column_map=column_map)
+            if runner is None or not feeds.batched:  # the batcher merges rows: feeds without rows run alone
                 loaded = self.session(version, config)
                 hit = self.cache.last_hit()
-                outputs, keys = run_feeds(loaded, feeds, chunk_rows=self.chunk_rows, fixed_batch=fixed,
-                                          run_options=run_options)
+                outputs, keys = self._run_feeds(loaded, feeds, fixed, run_options)
             else:
                 outputs, keys = runner(feeds)
         except Exception as exc:
             error = self._failed(version, exc, on_error, caller=caller, source=source, start=start,
-                                 rows=feeds.rows if feeds is not None else rows)
+                                 rows=feeds.rows if feeds is not None else rows, log=log)
             if error is exc:
                 raise
             raise error from exc
         latency = time.perf_counter() - start
-        self.record(version, caller=caller, source=source, rows=feeds.rows, latency_s=latency, feeds=feeds,
-                    cache_hit=hit)
+        if log:
+            self.record(version, caller=caller, source=source, rows=feeds.rows, latency_s=latency, feeds=feeds,
+                        cache_hit=hit)
         return Prediction(
-            ref=version.ref, outputs=outputs, rows=feeds.rows, latency_s=latency,
+            ref=version.ref, outputs=outputs, rows=feeds.rows if feeds.batched else _answer_rows(outputs, feeds.rows),
+            latency_s=latency,
             task=version.task, class_labels=version.class_labels, output_keys=keys,
-            unused_columns=feeds.unused_columns, index=data.index if isinstance(data, pd.DataFrame) else None,
+            unused_columns=feeds.unused_columns, matched_columns=feeds.matched_columns,
+            index=data.index if isinstance(data, pd.DataFrame) else None,
         )
 
     def score(
@@ -228,9 +247,10 @@ class Pipeline:
         return result
 
     def _failed(self, version: ModelVersion, exc: Exception, on_error: OnError | None, *, caller: str, source: str,
-                start: float, rows: int) -> Exception:
-        """Log a failed prediction; return the error to raise (``on_error``'s, else ``exc``)."""
+                start: float, rows: int, log: bool = True) -> Exception:
+        """Log a failed prediction (when ``log``); return the error to raise (``on_error``'s, else ``exc``)."""
         error = exc if on_error is None else on_error(exc)
-        self.record(version, caller=caller, source=source, rows=rows, latency_s=time.perf_counter() - start,
-                    error=error)
+        if log:
+            self.record(version, caller=caller, source=source, rows=rows, latency_s=time.perf_counter() - start,
+                        error=error)
         return error

@@ -20,7 +20,10 @@ from ..errors import InvalidInputError, MemoryLimitError
 from .runtime import LoadedSession
 from .signature import Feeds
 
-__all__ = ["Prediction", "run_feeds", "softmax"]
+__all__ = ["PROBABILITIES_NOTE", "SOFTMAX_NOTE", "Prediction", "class_scores", "ranked_frame", "run_feeds", "softmax"]
+
+PROBABILITIES_NOTE = "outputs are probabilities: shown as given"
+SOFTMAX_NOTE = "softmax applied to logits"
 
 
 def _stack_maps(rows: list[dict[Any, float]]) -> tuple[np.ndarray, list[Any]]:
@@ -96,6 +99,17 @@ def _looks_like_probabilities(values: np.ndarray) -> bool:
     return bool(values.min() >= -1e-6 and values.max() <= 1 + 1e-6 and np.allclose(values.sum(axis=1), 1, atol=2e-2))
 
 
+def class_scores(value: np.ndarray) -> np.ndarray | None:
+    """``value`` as rows × classes when it holds one float score per class: ``[N, C]``, or
+    ``[N, C, 1, 1]`` with the singleton dimensions squeezed (model-zoo image classifiers)."""
+    if value.dtype.kind != "f" or value.ndim < 2:
+        return None
+    if value.ndim == 2:
+        return value if value.shape[1] >= 2 else None
+    wide = [d for d in value.shape[1:] if d != 1]
+    return value.reshape(value.shape[0], wide[0]) if len(wide) == 1 and wide[0] >= 2 else None
+
+
 @dataclass
 class Prediction:
     """The result of one predict call."""
@@ -109,16 +123,33 @@ class Prediction:
     output_keys: dict[str, list[Any]] = field(default_factory=dict)
     unused_columns: tuple[str, ...] = ()
     index: Any = None
+    matched_columns: tuple[tuple[str, str], ...] = ()  # (model column, file column) matched by normalised name
+
+    def _class_scores(self) -> tuple[str, np.ndarray] | None:
+        for name, value in self.outputs.items():
+            scores = class_scores(value)
+            if scores is not None:
+                return name, scores
+        return None
 
     def _probabilities(self) -> tuple[np.ndarray, list[str]] | None:
-        for name, value in self.outputs.items():
-            if value.ndim == 2 and value.dtype.kind == "f" and value.shape[1] >= 2:
-                labels = self.output_keys.get(name)
-                if self.class_labels and len(self.class_labels) == value.shape[1]:
-                    labels = self.class_labels
-                probs = value if _looks_like_probabilities(value) else softmax(value.astype(np.float64))
-                return probs, [str(x) for x in (labels or range(value.shape[1]))]
-        return None
+        found = self._class_scores()
+        if found is None:
+            return None
+        name, value = found
+        labels = self.output_keys.get(name)
+        if self.class_labels and len(self.class_labels) == value.shape[1]:
+            labels = self.class_labels
+        probs = value if _looks_like_probabilities(value) else softmax(value.astype(np.float64))
+        return probs, [str(x) for x in (labels or range(value.shape[1]))]
+
+    @property
+    def score_note(self) -> str | None:
+        """How the class probabilities were read: as given, or softmaxed from logits (None: not a classifier)."""
+        found = self._class_scores() if self.task == "classification" else None
+        if found is None:
+            return None
+        return PROBABILITIES_NOTE if _looks_like_probabilities(found[1]) else SOFTMAX_NOTE
 
     def _labels(self, probs: tuple[np.ndarray, list[str]] | None) -> np.ndarray | None:
         for value in self.outputs.values():
@@ -183,6 +214,26 @@ class Prediction:
                 raise InvalidInputError(f"output {name!r} has {flat.shape[1]} values per row; use .outputs instead")
         return columns
 
+    def ranked(self, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Per row, the ``k`` most probable classes with their probabilities (empty lists: not a classifier)."""
+        probs = self._probabilities() if self.task == "classification" else None
+        if probs is None:
+            return [[] for _ in range(self.rows)]
+        values, labels = probs
+        order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+        return [[(labels[j], float(values[i, j])) for j in row] for i, row in enumerate(order)]
+
     def to_records(self) -> list[dict[str, Any]]:
         frame = self.to_frame()
         return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+def ranked_frame(prediction: Prediction, names: list[str], *, k: int = 5) -> pd.DataFrame:
+    """One row per named input: file name, predicted class, its score, and the top ``k`` as text."""
+    ranked = prediction.ranked(k)
+    return pd.DataFrame({
+        "file": names,
+        "class": [row[0][0] if row else None for row in ranked],
+        "score": [row[0][1] if row else None for row in ranked],
+        f"top_{k}": ["; ".join(f"{label}: {score:.4f}" for label, score in row) for row in ranked],
+    })

@@ -20,8 +20,9 @@ import pandas as pd
 from ..errors import InvalidInputError
 from ..ingest.modelinfo import numpy_dtype
 from .casting import as_array, cast, listing
+from .matching import NameMatch, match_inputs
 
-__all__ = ["FastPlan", "Feeds", "cast", "coerce", "describe_columns", "fixed_batch", "tensor_inputs"]
+__all__ = ["FastPlan", "Feeds", "cast", "coerce", "describe_columns", "fixed_batch", "shared_batch", "tensor_inputs"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Feeds:
     arrays: dict[str, np.ndarray]
     rows: int
     unused_columns: tuple[str, ...] = ()
+    batched: bool = True  # False: the arrays go to the model as given, in one run (see ``shared_batch``)
+    matched_columns: tuple[tuple[str, str], ...] = ()  # (model column, file column) matched by normalised name
 
 
 def tensor_inputs(signature: dict[str, Any]) -> list[dict[str, Any]]:
@@ -47,6 +50,29 @@ def fixed_batch(signature: dict[str, Any]) -> int | None:
     inputs = signature["inputs"]
     shape = inputs[0].get("shape") if inputs else None
     return int(shape[0]) if shape and isinstance(shape[0], int) and shape[0] >= 1 else None
+
+
+def shared_batch(signature: dict[str, Any]) -> bool:
+    """Whether the inputs declare one shared batch (first) dimension, so their rows must agree.
+
+    They do when there is one input, or every input has a first dimension and those are
+    the same symbol or the same size (unknown ones match any).  Inputs of different fixed
+    sizes, differently named symbols or a scalar input say nothing of the kind: such
+    feeds go to the model as given.
+    """
+    specs = signature["inputs"]
+    if len(specs) <= 1:
+        return True
+    firsts = []
+    for spec in specs:
+        shape = spec.get("shape")
+        if shape is None:
+            continue
+        if not shape:
+            return False
+        if shape[0] is not None:
+            firsts.append(shape[0])
+    return len(set(firsts)) <= 1
 
 
 def describe_columns(signature: dict[str, Any], feature_names: Sequence[str] | None) -> list[str]:
@@ -91,7 +117,7 @@ def _check_shape(arr: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
 
 # -- data forms ----------------------------------------------------------------
 def _from_mapping(
-    specs: list[dict[str, Any]], data: Mapping[str, Any], allow_nan: bool, extra_columns: str
+    specs: list[dict[str, Any]], data: Mapping[str, Any], allow_nan: bool, extra_columns: str, shared: bool = True
 ) -> Feeds:
     names = [s["name"] for s in specs]
     missing = [n for n in names if n not in data]
@@ -104,6 +130,9 @@ def _from_mapping(
     for spec in specs:
         arr = cast(data[spec["name"]], spec["dtype"], f"input {spec['name']!r}", allow_nan=allow_nan)
         arrays[spec["name"]] = _check_shape(arr, spec)
+    if not shared:
+        sizes = {a.shape[0] if a.ndim else 1 for a in arrays.values()}
+        return Feeds(arrays, sizes.pop() if len(sizes) == 1 else 1, tuple(extra), batched=False)
     return Feeds(arrays, _rows(arrays), tuple(extra))
 
 
@@ -114,17 +143,39 @@ def _rows(arrays: dict[str, np.ndarray]) -> int:
     return sizes.pop() if sizes else 0
 
 
+def _align(
+    specs: list[dict[str, Any]], frame: pd.DataFrame, feature_names: Sequence[str] | None,
+    column_map: Mapping[str, str] | None,
+) -> NameMatch:
+    """Rename the frame's columns that match a model column by normalised spelling (or by ``column_map``)."""
+    match = match_inputs([s["name"] for s in specs], feature_names, list(frame.columns), column_map=column_map)
+    if match.renames:
+        frame.rename(columns=match.renames, inplace=True)
+    return match
+
+
 def _from_frame(
     specs: list[dict[str, Any]],
     frame: pd.DataFrame,
     feature_names: Sequence[str] | None,
     allow_nan: bool,
     extra_columns: str,
+    column_map: Mapping[str, str] | None = None,
 ) -> Feeds:
     if len(frame) == 0:
         raise InvalidInputError("the data has no rows; give at least one row to predict")
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
+    match = _align(specs, frame, feature_names, column_map)
+    columns = list(frame.columns)
+    feeds = _frame_feeds(specs, frame, columns, feature_names, allow_nan, extra_columns, match)
+    return Feeds(feeds.arrays, feeds.rows, feeds.unused_columns, matched_columns=match.normalised)
+
+
+def _frame_feeds(
+    specs: list[dict[str, Any]], frame: pd.DataFrame, columns: list[str], feature_names: Sequence[str] | None,
+    allow_nan: bool, extra_columns: str, match: NameMatch,
+) -> Feeds:
     names = [s["name"] for s in specs]
     single = specs[0] if len(specs) == 1 else None
     per_column = all(n in columns for n in names) and not (
@@ -148,9 +199,8 @@ def _from_frame(
         wanted = names
     missing = [c for c in wanted if c not in columns]
     if missing:
-        raise InvalidInputError(
-            f"missing column(s) {listing(missing)}; the model needs {listing(wanted)}"
-        )
+        unmatched = NameMatch({}, missing=tuple(missing), ambiguous=match.ambiguous)
+        raise InvalidInputError(unmatched.missing_message(wanted))
     extra = tuple(c for c in columns if c not in wanted)
     if extra and extra_columns == "error":
         raise InvalidInputError(
@@ -234,7 +284,7 @@ class FastPlan:
     @classmethod
     def build(cls, signature: dict[str, Any]) -> FastPlan | None:
         specs = signature["inputs"]
-        if any(s.get("kind") != "tensor" or s.get("dtype") == "string" for s in specs):
+        if not shared_batch(signature) or any(s.get("kind") != "tensor" or s.get("dtype") == "string" for s in specs):
             return None
         checks = []
         for spec in specs:
@@ -290,27 +340,35 @@ def coerce(
     feature_names: Sequence[str] | None = None,
     allow_nan: bool = False,
     extra_columns: str = "error",
+    column_map: Mapping[str, str] | None = None,
 ) -> Feeds:
     """Feeds for ``signature`` from ``data`` (see the module docstring for forms).
+
+    Table columns match model columns by exact name, then by normalised spelling when
+    that is unambiguous (listed in ``Feeds.matched_columns``); see :mod:`portal.serving.matching`.
+    A dict of arrays goes to the model as given when the inputs share no batch dimension
+    (:func:`shared_batch`).
 
     Args:
         extra_columns: ``"error"`` (default) refuses columns the model does not use;
             ``"ignore"`` drops them (listed in ``Feeds.unused_columns``).
+        column_map: ``{model column: table column}`` chosen by the user, applied before any matching.
     """
     if extra_columns not in ("error", "ignore"):
         raise InvalidInputError(f"extra_columns must be 'error' or 'ignore' (not {extra_columns!r})")
     specs = tensor_inputs(signature)
     if isinstance(data, pd.DataFrame):
-        return _from_frame(specs, data.copy(deep=False), feature_names, allow_nan, extra_columns)
+        return _from_frame(specs, data.copy(deep=False), feature_names, allow_nan, extra_columns, column_map)
     if isinstance(data, Mapping):
         names = {s["name"] for s in specs}
         if data and not set(data) & names:
             scalar = not any(_is_sequence(v) for v in data.values())
             frame = pd.DataFrame([dict(data)]) if scalar else _columns_frame(data)
-            return _from_frame(specs, frame, feature_names, allow_nan, extra_columns)
-        return _from_mapping(specs, data, allow_nan, extra_columns)
+            return _from_frame(specs, frame, feature_names, allow_nan, extra_columns, column_map)
+        return _from_mapping(specs, data, allow_nan, extra_columns, shared_batch(signature))
     if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
-        return _from_frame(specs, pd.DataFrame.from_records(data), feature_names, allow_nan, extra_columns)
+        return _from_frame(specs, pd.DataFrame.from_records(data), feature_names, allow_nan, extra_columns,
+                           column_map)
     if isinstance(data, (np.ndarray, list, tuple)):
         if len(specs) != 1:
             raise InvalidInputError(

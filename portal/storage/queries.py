@@ -115,6 +115,9 @@ def model_row(s: Session, name: str) -> ModelRow:
 def version_row(s: Session, ref: ModelRef) -> tuple[ModelRow, VersionRow]:
     """The model and version rows ``ref`` points at (a number, an alias, or the latest version).
 
+    "Latest" is the newest uploaded version: a variant is reached only by its number or
+    an alias (one pointed at a variant resolves to it), unless the model holds nothing else.
+
     Raises:
         NotFoundError: no such model, version or alias, or a model without versions.
     """
@@ -127,8 +130,9 @@ def version_row(s: Session, ref: ModelRef) -> tuple[ModelRow, VersionRow]:
         alias = s.scalar(select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.name == ref.alias))
         row = s.get(VersionRow, alias.version_id) if alias else None
         missing = f"model {ref.name!r} has no alias {ref.alias!r}"
-    else:
-        row = s.scalar(query.order_by(VersionRow.number.desc()).limit(1))
+    else:  # the newest upload, never a variant (see records.latest_of); only variants left: the newest one
+        newest = query.order_by(VersionRow.number.desc()).limit(1)
+        row = s.scalar(newest.where(VersionRow.method.is_(None))) or s.scalar(newest)
         missing = f"model {ref.name!r} has no versions"
     if row is None:
         raise NotFoundError(missing)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import InvalidInputError
 
-__all__ = ["TASKS", "AuditEvent", "ModelSummary", "ModelVersion", "check_tags", "check_task"]
+__all__ = ["TASKS", "AuditEvent", "ModelSummary", "ModelVersion", "check_tags", "check_task", "latest_of"]
 
 TASKS = ("classification", "regression", "other")
 
@@ -63,6 +63,11 @@ class ModelVersion:
     def preprocessing(self) -> dict[str, Any] | None:
         return self.meta.get("preprocessing")
 
+    @property
+    def is_variant(self) -> bool:
+        """Whether a compression method made this version (from a parent), rather than an upload."""
+        return self.method is not None
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -84,7 +89,21 @@ class ModelSummary:
 
     @property
     def latest(self) -> ModelVersion | None:
-        return self.versions[0] if self.versions else None
+        """The version the bare name resolves to: see :func:`latest_of`."""
+        return latest_of(self.versions)
+
+
+def latest_of(versions: Sequence[ModelVersion]) -> ModelVersion | None:
+    """The newest uploaded version of ``versions`` (newest first): what a bare model name means.
+
+    Variants (versions a compression method made) never become "latest": they are
+    reached by their number or an alias, so comparing variants does not move what
+    ``name`` serves.  A model whose every upload was deleted (only variants left,
+    their parent gone) resolves to its newest variant rather than to nothing, so
+    the name keeps working until someone registers a new upload.
+    """
+    uploaded = next((v for v in versions if not v.is_variant), None)
+    return uploaded if uploaded is not None else (versions[0] if versions else None)
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,16 @@ class Registry:
             s.flush()
             return version_record(s, row, model)
 
+    def set_reference(self, ref: str | ModelRef, reference_sha: str | None, *, actor: str = "") -> tuple[ModelVersion, str | None]:
+        """Point the version's reference data at the blob ``reference_sha``; return it and the previous blob."""
+        with self._write() as s:
+            model, row = version_row(s, ModelRef.parse(ref))
+            previous, row.reference_sha = row.reference_sha, reference_sha
+            add_event(s, actor, "version.reference", f"{model.name}:{row.number}",
+                      {"reference": reference_sha, "previous": previous})
+            s.flush()
+            return version_record(s, row, model), previous
+
     def delete_version(self, ref: str | ModelRef, *, actor: str = "", force: bool = False) -> ModelVersion:
         """Delete one version; refused while aliases or variants depend on it unless forced."""
         with self._write() as s:

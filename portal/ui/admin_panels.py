@@ -16,18 +16,25 @@ from ..core import Portal
 from . import keys
 from .audit import audit_csv, audit_frame, find_events
 from .session import auth
+from .tabs import kept_tabs
 from .widgets import flash, shown_errors
 
-__all__ = ["admin_tabs", "audit_panel", "tokens_panel", "users_panel"]
+__all__ = ["NEVER", "admin_tabs", "audit_panel", "last_used_text", "tokens_panel", "users_panel"]
 
 _WHEN = "YYYY-MM-DD HH:mm:ss"
+NEVER = "never"  # the "Last used" of a token no request has used yet
+
+
+def last_used_text(when: dt.datetime | None) -> str:
+    """A token's "Last used" cell: the time (UTC, to the second), or "never"."""
+    return when.strftime("%Y-%m-%d %H:%M:%S") if when is not None else NEVER
 
 
 def admin_tabs(portal: Portal) -> None:
     """The Users, API tokens and Audit log tabs, acting as the signed-in admin."""
     store = auth(portal)
     actor = portal.user or portal.actor  # the admin, checked again by the library on every change
-    users, tokens, audit = st.tabs(["Users", "API tokens", "Audit log"])
+    users, tokens, audit = kept_tabs(["Users", "API tokens", "Audit log"], key=keys.ADMIN_TAB)
     with users:
         users_panel(store, actor)
     with tokens:
@@ -147,11 +154,12 @@ def tokens_panel(store: Auth, actor: User | str, new_secret: tuple[str, int, str
     tokens = store.list_tokens(include_revoked=every)
     st.dataframe(pd.DataFrame(
         [{"Id": t.id, "User": t.user, "Label": t.label, "Starts with": t.prefix + "…", "Created": t.created_at,
-          "Last used": t.last_used_at, "State": "active" if t.active else "revoked"} for t in tokens],
+          "Last used": last_used_text(t.last_used_at), "State": "active" if t.active else "revoked"}
+         for t in tokens],
         columns=["Id", "User", "Label", "Starts with", "Created", "Last used", "State"],
     ), hide_index=True, width="stretch", column_config={
         "Created": st.column_config.DatetimeColumn("Created", format=_WHEN),
-        "Last used": st.column_config.DatetimeColumn("Last used", format=_WHEN),
+        "Last used": st.column_config.TextColumn("Last used", help="Time of the last request made with it (UTC)"),
     })
     active = {t.id: t for t in tokens if t.active}
     if not active:

@@ -33,6 +33,7 @@ __all__ = [
     "new_comparison_panel",
     "picked_comparison",
     "promote_panel",
+    "recommendation_card",
     "results_panel",
     "uploads",
     "why_panel",
@@ -102,19 +103,21 @@ def new_comparison_panel(portal: Portal, version: ModelVersion) -> None:
     per_channel = cols[0].checkbox("Per-channel int8", help="One scale per output channel: usually more accurate")
     calibration_method = cols[1].selectbox("Calibration", CALIBRATION_METHODS, help="How int8-static picks ranges")
     sparsity = cols[2].slider("Prune sparsity", 0.05, 0.95, 0.5, step=0.05, help="Share of weights set to zero")
-    cols = st.columns(2)
+    create_refused = why_not(portal, "variants", version)
+    if create_refused:  # said above the disabled uploaders and button
+        st.caption(f":material/lock: {create_refused}")
+    cols = st.columns(2)  # uploads belong to the model picked: another model gets empty uploaders
     calibration = uploads(cols[0].file_uploader(
-        "Calibration data (optional)", accept_multiple_files=True, key=keys.COMPARE_CALIBRATION, type=_DATA_TYPES,
-        help="For int8-static. Default: the version's reference data"))
+        "Calibration data (optional)", accept_multiple_files=True, key=keys.per_model(keys.COMPARE_CALIBRATION,
+        version.name), type=_DATA_TYPES, help="For int8-static. Default: the version's reference data",
+        disabled=bool(create_refused)))
     evaluation = uploads(cols[1].file_uploader(
-        "Evaluation data (optional)", accept_multiple_files=True, key=keys.COMPARE_DATA, type=_DATA_TYPES,
-        help="Rows to measure on. Default: the version's reference data"))
+        "Evaluation data (optional)", accept_multiple_files=True, key=keys.per_model(keys.COMPARE_DATA, version.name),
+        type=_DATA_TYPES, help="Rows to measure on. Default: the version's reference data",
+        disabled=bool(create_refused)))
     columns = label_choices(evaluation)
     label = st.selectbox("Label column (optional)", [_NONE, *columns], disabled=not columns,
                          help="Scores accuracy (or R² and MAE) against it") if columns else None
-    create_refused = why_not(portal, "upload", version)
-    if create_refused:
-        st.caption(f":material/lock: {create_refused}")
     if st.button("Create variants and compare", type="primary", icon=":material/compare_arrows:",
                  disabled=not chosen or bool(create_refused)):
         _compare(portal, version, chosen, data=evaluation, calibration=calibration,
@@ -138,7 +141,7 @@ def _compare(portal: Portal, version: ModelVersion, chosen: list[str], **options
             st.stop()
         status.update(label="Variants created and measured", state="complete", expanded=False)
     flash(f"Compared {len(chosen)} method(s) on {version.ref}; the figures are stored.")
-    pick(version.name, f"v{version.version}")  # "latest" is now a variant: stay on the version compared
+    pick(version.name, f"v{version.version}")  # stay on the version compared, even if it was picked by an alias
     st.rerun()
 
 
@@ -156,8 +159,9 @@ def picked_comparison(portal: Portal, version: ModelVersion) -> tuple[variants.C
     with shown_errors(stop=True):
         comparison = variants.load_comparison(portal, version.ref, tolerance=tolerance, objective=objective)
     if comparison is None:
-        st.info(f"{version.ref} has not been compared yet: tick the methods and press **Create variants and "
-                "compare**.", icon=":material/info:")
+        refused = why_not(portal, "variants", version)  # then the button is disabled: do not say to press it
+        st.info(f"{version.ref} has not been compared yet" + (f". {refused}" if refused else ": tick the methods "
+                "and press **Create variants and compare**."), icon=":material/info:")
         st.stop()
     assert comparison is not None
     batches = list(comparison.measurements[0].latency)
@@ -172,7 +176,7 @@ def picked_comparison(portal: Portal, version: ModelVersion) -> tuple[variants.C
 def results_panel(comparison: variants.Comparison, tolerance: float) -> None:
     """The advice, where and on what it was measured, the table and a Pareto chart per batch size."""
     advice, env, data = comparison.advice, comparison.run.environment, comparison.run.dataset
-    (st.success if advice.best else st.warning)(advice.summary, icon=":material/tips_and_updates:")
+    recommendation_card(comparison)
     flags = ", ".join(f for f in ("avx2", "avx512", "vnni", "avx512_fp16", "amx") if env.get(f)) or "no AVX2"
     st.caption(f"Measured {comparison.run.created_at:%Y-%m-%d %H:%M} by {comparison.run.created_by} on "
                f"{env.get('cpu')} ({env.get('cores')} cores; {flags}), onnxruntime {env.get('onnxruntime')}, threads "
@@ -191,13 +195,24 @@ def results_panel(comparison: variants.Comparison, tolerance: float) -> None:
                                            tolerance=tolerance), key=f"compare.pareto.{batch}")
 
 
+def recommendation_card(comparison: variants.Comparison) -> None:
+    """The advice and the reason for it: the chosen variant's, or why each variant is not a pick."""
+    advice = comparison.advice
+    close = any(v.status == "too close to call" for v in advice.verdicts)
+    show = st.success if advice.best else st.info if close else st.warning
+    with st.container(border=True):
+        show(advice.summary, icon=":material/tips_and_updates:")
+        for line in advice.why:
+            st.markdown(f"**Why:** {line}" if advice.best else f"- {line}")
+
+
 def why_panel(comparison: variants.Comparison) -> None:
     """Each variant's verdict with its reasons, the methods refused, and the notes of the run."""
     for verdict in comparison.advice.verdicts:
         icon = {"recommended": ":material/star:", "qualifies": ":material/check_circle:"}.get(
             verdict.status, ":material/info:")
         with st.expander(f"{verdict.ref} · {verdict.method} · {verdict.status}", icon=icon,
-                         expanded=verdict.status in ("recommended", "slower", "less accurate")):
+                         expanded=verdict.status in ("recommended", "slower", "less accurate", "too close to call")):
             for reason in verdict.reasons:
                 st.markdown(f"- {reason}")
     for method, reason in comparison.refused.items():
@@ -224,17 +239,29 @@ def flipped_rows_panel(portal: Portal, version: ModelVersion, comparison: varian
 
 
 def promote_panel(portal: Portal, version: ModelVersion, comparison: variants.Comparison) -> None:
-    """Point an alias at a variant, the recommended one preselected."""
-    choices = [m.ref for m in comparison.measurements[1:]]
-    best = comparison.advice.best
+    """Point an alias at a variant the advice backs, the recommended one preselected.
+
+    A variant marked "no gain", "too close to call" or "slower" is not offered (it brings
+    nothing on the objective); a "less accurate" one is, labelled so.  The Models page can
+    still point an alias anywhere, deliberately.
+    """
+    advice = comparison.advice
+    statuses = {v.ref: v.status for v in advice.verdicts}
+    choices = [v.ref for v in advice.verdicts if v.promotable]
+    best = advice.best
     promote_refused = why_not(portal, "alias", version)
-    if choices and promote_refused:
+    if not choices:
+        st.caption(":material/info: No variant to promote: each one is slower, no faster, or too close to call "
+                   "with these settings. "
+                   "The parent stays what its aliases serve; an alias can still be pointed at any version on the "
+                   "**Models** page.")
+    elif promote_refused:
         st.caption(f":material/lock: {promote_refused}")
-    elif choices:
+    else:
         cols = st.columns([2, 2, 1], vertical_alignment="bottom")
         target = cols[0].selectbox(
             "Variant", choices, index=choices.index(best) if best in choices else 0, key=keys.COMPARE_PROMOTE,
-            format_func=lambda r: r + (" (recommended)" if r == best else ""))
+            format_func=lambda r: f"{r} ({statuses[r]})")
         alias = cols[1].text_input("Alias", value="production", key=keys.COMPARE_ALIAS)
         if cols[2].button("Promote", type="primary", icon=":material/rocket_launch:"):
             with shown_errors(stop=True):

@@ -29,7 +29,15 @@ from ..explain import (
 from ..explain.agreement import AgreementReport
 from ..storage.registry import ModelVersion
 from . import keys
-from .explain_widgets import explained, picked_images, progress_of, whatif_inputs
+from .explain_widgets import (
+    explained,
+    images_zero_notice,
+    picked_images,
+    progress_of,
+    result_source,
+    run_now,
+    whatif_inputs,
+)
 from .render import chart
 from .widgets import shown_errors
 
@@ -52,7 +60,7 @@ def _target(version: ModelVersion, key: str) -> str | None:
 
 
 def _source(expl: Any) -> str:
-    return "loaded from the cache" if expl.from_cache else f"computed in {expl.seconds:.2f} s"
+    return result_source(expl)
 
 
 def _downloads(expl: LimeTabularExplanation, key: str) -> None:
@@ -127,7 +135,7 @@ def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, back
     edited, loaded = inputs
     with shown_errors():
         job = LimeJob(portal, version, edited, background=background, settings=settings)
-        expl = job.run() if job.cached or job.estimate.seconds <= 5 else explained(
+        expl = run_now(job) if job.cached or job.estimate.seconds <= 5 else explained(
             job, key=keys.EXPLAIN_LIME + "whatif.run", label="Explain the edited row with LIME")
         if expl is None:
             return
@@ -149,6 +157,7 @@ def image_panel(portal: Portal, version: ModelVersion, settings: ExplainSettings
         expl = explained(job, key=keys.EXPLAIN_LIME + "image.run", label="Explain the image(s) with LIME")
         if expl is None:
             return
+        images_zero_notice(expl.weights[:, :top], expl.outputs, method="LIME")
         for i in range(len(expl.outputs)):
             chart(lf.lime_superpixels(expl, i, max_classes=top), key=f"{keys.EXPLAIN_LIME}image.chart.{i}")
         st.caption(f"LIME: {expl.num_samples:,} samples per image, superpixels switched off to their mean colour, "

@@ -25,7 +25,16 @@ from ..explain.drift import drift_jobs
 from ..serving.dataio import frame_to_csv_bytes
 from ..storage.registry import ModelVersion
 from . import keys
-from .explain_widgets import explained, picked_images, progress_of, whatif_inputs
+from .explain_widgets import (
+    explained,
+    images_zero_notice,
+    picked_images,
+    progress_of,
+    result_source,
+    run_now,
+    whatif_inputs,
+    zero_attributions_notice,
+)
 from .render import chart
 from .widgets import shown_errors
 
@@ -48,9 +57,8 @@ def _target(expl: TabularExplanation, key: str) -> str | None:
 
 def _additivity(expl: Any) -> None:
     ok = "within" if expl.additive else "**over**"
-    source = "loaded from the cache" if expl.from_cache else f"computed in {expl.seconds:.2f} s"
     st.caption(f"Additivity check: base value + sum of attributions = model output, max error "
-               f"{expl.max_additivity_error:.1e} ({ok} tolerance {expl.tolerance:.0e}) · {source} · "
+               f"{expl.max_additivity_error:.1e} ({ok} tolerance {expl.tolerance:.0e}) · {result_source(expl)} · "
                f"{expl.model_rows:,} model evaluations")
 
 
@@ -87,6 +95,7 @@ def _row_result(expl: TabularExplanation, target: str | None, *, key: str, was: 
     cols[0].metric(f"Output ({chosen.targets[0]})", f"{chosen.outputs[0]:.4g}", delta=delta)
     cols[1].metric("Base value", f"{chosen.base_values[0]:.4g}", help=expl.background.describe())
     cols[2].metric("Explainer", expl.explainer)
+    zero_attributions_notice(chosen.values, chosen.outputs, varied="features")
     chart(xf.waterfall(expl, 0, target=target, label=label), key=key)
     _additivity(expl)
     st.caption(expl.background.describe())
@@ -104,6 +113,8 @@ def many_rows_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, b
         if expl is None:
             return
         target = _target(expl, keys.EXPLAIN + "many.target")
+        chosen = expl.select(target)
+        zero_attributions_notice(chosen.values, chosen.outputs, varied="features")
         chart(xf.importance_bar(expl, target=target), key=keys.EXPLAIN + "many.importance")
         chart(xf.beeswarm(expl, target=target), key=keys.EXPLAIN + "many.beeswarm")
         _dependence(expl, target)
@@ -133,7 +144,7 @@ def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, back
     edited, loaded = inputs
     with shown_errors():
         job = TabularJob(portal, version, edited, background=background, settings=settings)
-        expl = job.run() if job.cached or job.estimate.seconds <= 5 else explained(
+        expl = run_now(job) if job.cached or job.estimate.seconds <= 5 else explained(
             job, key=keys.EXPLAIN + "whatif.run", label="Explain the edited row")
         if expl is None:
             return
@@ -141,7 +152,7 @@ def whatif_panel(portal: Portal, version: ModelVersion, rows: pd.DataFrame, back
         start = TabularJob(portal, version, rows.iloc[[loaded]], background=background, settings=settings)
         was = None
         if start.cached or start.estimate.seconds <= 5:
-            original = start.run()
+            original = run_now(start)
             was = float(original.select(target if target is not None else expl.select().targets[0]).outputs[0])
         _row_result(expl, target, key=keys.EXPLAIN + "whatif.chart", was=was, label="the edited row")
         if was is not None:
@@ -160,6 +171,7 @@ def image_panel(portal: Portal, version: ModelVersion, settings: ExplainSettings
         expl = explained(job, key=keys.EXPLAIN + "image.run", label="Explain the image(s)")
         if expl is None:
             return
+        images_zero_notice(expl.values[..., :top], expl.outputs)
         for i in range(len(expl.outputs)):
             chart(xf.image_overlay(expl, i, max_classes=top), key=f"{keys.EXPLAIN}image.chart.{i}")
         _additivity(expl)

@@ -18,12 +18,15 @@ from .. import views
 from ..core import Portal
 from ..errors import PortalError
 from ..explain import ExplainSettings, ImageJob, LimeImageJob, LimeJob, TabularJob, is_warm
+from ..explain import figures as xf
+from ..explain.tabular import MIN_ROWS_AS_BACKGROUND
 from ..serving.dataio import read_table
 from ..storage.registry import ModelVersion
 from . import keys
 from .widgets import feature_input, shown_errors
 
-__all__ = ["data_sources", "explained", "picked_images", "progress_of", "settings_panel", "whatif_inputs"]
+__all__ = ["data_sources", "explained", "images_zero_notice", "picked_images", "progress_of", "result_source",
+           "run_now", "settings_panel", "whatif_inputs", "zero_attributions_notice"]
 
 _METHODS = {"shap": "SHAP", "lime": "LIME"}
 
@@ -91,22 +94,31 @@ def data_sources(portal: Portal, version: ModelVersion) -> tuple[pd.DataFrame, A
     with st.expander("Data", icon=":material/table:", expanded=reference is None):
         cols = st.columns(2)
         with cols[0]:
-            rows = _uploaded_table("Rows to explain (optional)", keys.EXPLAIN + "rows_file",
+            rows = _uploaded_table("Rows to explain (optional)",  # another model: empty uploaders
+                                   keys.per_model(keys.EXPLAIN + "rows_file", version.name),
                                    "CSV or Parquet with the model's columns; default: the reference data")
         with cols[1]:
-            background = _uploaded_table("Background (optional)", keys.EXPLAIN + "background_file",
+            background = _uploaded_table("Background (optional)",
+                                         keys.per_model(keys.EXPLAIN + "background_file", version.name),
                                          "what 'absent' means for a feature (LIME: its training data); "
                                          "default: the reference data")
     rows = rows if rows is not None else reference
+    least = MIN_ROWS_AS_BACKGROUND
     if rows is None:
-        st.info("This version has no reference data: upload the rows to explain and a background table under **Data**.",
+        st.info(f"This version has no reference data: upload the rows to explain under **Data** (at least {least} "
+                "rows serve as their own background), or add reference data on the Models page (Edit tab).",
                 icon=":material/upload_file:")
         return None
-    if background is None and reference is None:
-        st.info("Upload a background table under **Data** (this version has no reference data).",
-                icon=":material/info:")
+    if background is None and reference is None and len(rows) < least:
+        st.info(f"This version has no reference data, and {len(rows)} row(s) are too few to serve as their own "
+                f"background (at least {least}): upload more rows or a background table under **Data**, or add "
+                "reference data on the Models page (Edit tab).", icon=":material/info:")
         return None
-    return rows.reset_index(drop=True), background
+    rows = rows.reset_index(drop=True)
+    if background is None and reference is None:
+        st.caption(f"Background: the {len(rows)} rows being explained (this version has no reference data).")
+        background = rows  # all of them, also when a tab explains one row or an edited one
+    return rows, background
 
 
 # -- what-if rows and images ------------------------------------------------------------
@@ -157,7 +169,7 @@ def _reference_images(version: ModelVersion, reference: pd.DataFrame | None, cou
 def picked_images(portal: Portal, version: ModelVersion) -> tuple[Any, int] | None:
     """Dropped images (else a reference image) and how many classes per image to explain."""
     uploads = st.file_uploader("Images", type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
-                               accept_multiple_files=True, key=keys.EXPLAIN + "images")
+                               accept_multiple_files=True, key=keys.per_model(keys.EXPLAIN + "images", version.name))
     reference = _reference_images(version, portal.reference_frame(version.ref), 12)
     images: Any = [u.getvalue() for u in uploads] if uploads else None
     if images is None and reference is not None:
@@ -192,9 +204,41 @@ def explained(job: TabularJob | ImageJob | LimeJob | LimeImageJob, *, key: str, 
     bar = st.progress(0.0, text="Explaining …" if is_warm() or isinstance(job, (LimeJob, LimeImageJob)) else waiting)
     result = None
     with shown_errors():
-        result = job.run(progress=progress_of(bar))
+        result = run_now(job, progress=progress_of(bar))
     bar.empty()
     return result
+
+
+def run_now(job: TabularJob | ImageJob | LimeJob | LimeImageJob, *, progress: Any = None) -> Any:
+    """``job.run()``, remembering a result computed here (not a cache hit) for :func:`result_source`."""
+    hit = job.cached
+    result = job.run(progress=progress)
+    if not hit:
+        st.session_state.setdefault(keys.COMPUTED_EXPLANATIONS, set()).add(result.key)
+    return result
+
+
+def result_source(expl: Any) -> str:
+    """Where the shown result came from: "loaded from the cache" only for a real cache hit.
+
+    A result this browser session computed is read back from the cache on every later
+    rerun of the page; it still reads "computed in … s", the time it took.
+    """
+    if expl.from_cache and expl.key not in st.session_state.get(keys.COMPUTED_EXPLANATIONS, ()):
+        return f"loaded from the cache (computed earlier in {expl.seconds:.2f} s)"
+    return f"computed in {expl.seconds:.2f} s"
+
+
+def zero_attributions_notice(values: np.ndarray, outputs: np.ndarray, *, varied: str, method: str = "SHAP") -> bool:
+    """Warn, and return True, when attributions are numerically zero (see ``figures.ZERO_ATTRIBUTION``)."""
+    if not xf.numerically_zero(values, outputs):
+        return False
+    st.warning(f"The attributions are numerically zero (largest |{method} value| "
+               f"{xf.largest_attribution(values):.1e}): the model's output does not change with the {varied} "
+               f"{method} varied, so the figures show no evidence for or against. Check that the model really "
+               "uses its input (e.g. its preprocessing, or an output that is constant).",
+               icon=":material/exposure_zero:")
+    return True
 
 
 def progress_of(bar: Any) -> Any:
@@ -203,3 +247,13 @@ def progress_of(bar: Any) -> Any:
         bar.progress(min(1.0, fraction), text=text)
 
     return progress
+
+
+def images_zero_notice(values: np.ndarray, outputs: np.ndarray, *, method: str = "SHAP") -> None:
+    """:func:`zero_attributions_notice` for a batch of images (``values`` and ``outputs`` by image), naming them."""
+    zero = [i for i in range(len(outputs)) if xf.numerically_zero(values[i], outputs[i])]
+    if len(zero) == len(outputs):
+        zero_attributions_notice(values, outputs, varied="pixels", method=method)
+    elif zero:
+        named = ", ".join(str(i) for i in zero)
+        zero_attributions_notice(values[zero], outputs[zero], varied=f"pixels of image(s) {named}", method=method)

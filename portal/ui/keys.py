@@ -22,6 +22,9 @@ REGISTERED = "upload.registered"  # reference of the version just registered
 MODEL_TABLE = "models.table"  # dataframe selection widget
 MODEL_TABLE_NAMES = "models.table.names"  # model names in the order the table shows them
 DELETE_ARMED = "models.delete.armed"  # reference a delete is being confirmed for
+REFERENCE_UPLOAD = "models.reference.file."  # + version ref: the reference data uploader
+REFERENCE_SAVE = "models.reference.save."  # + version ref: its Save button
+MODELS_TAB = "models.tab"  # the open tab of the model below the table (portal.ui.tabs.kept_tabs)
 
 # predict page
 FORM_PREFIX = "predict.form."  # + "<ref>.<column>": one form field
@@ -50,6 +53,7 @@ EXPLAIN_WHATIF_FROM = EXPLAIN + "whatif.from"  # the row the what-if form loads
 EXPLAIN_WHATIF_LOADED = EXPLAIN + "whatif.loaded"  # the row it loaded last (what a change is relative to)
 EXPLAIN_LIME = EXPLAIN + "lime."  # prefix of the LIME panels' widgets
 EXPLAIN_AGREE = EXPLAIN + "agree."  # prefix of the SHAP-vs-LIME panel's widgets
+COMPUTED_EXPLANATIONS = "computed.explanations"  # cache keys of the explanations this browser session computed
 
 # monitor page (widgets)
 MONITOR_WINDOW = "monitor.window"
@@ -62,3 +66,13 @@ SIGNED_IN = "auth.signed_in"  # SignedIn of this browser session, checked on eve
 USER = "auth.user"  # the User this run acts for (None: nobody signed in, or PORTAL_AUTH=off)
 AUTH_NOTICE = "auth.notice"  # why the session ended, shown once on the sign-in form
 NEW_SECRET = "admin.new_secret"  # (user, token id, secret) of a token just created: shown once
+ADMIN_TAB = "admin.tab"  # the open tab of the Admin page (portal.ui.tabs.kept_tabs)
+
+
+def per_model(key: str, model: str) -> str:
+    """``key`` of a widget that belongs to one model (a file uploader): a fresh, empty widget per model.
+
+    A file uploader keeps its files until its key changes, so files dropped for
+    one model would otherwise still be there, and used, after another is picked.
+    """
+    return f"{key}.{model}"

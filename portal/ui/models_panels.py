@@ -18,6 +18,8 @@ from ..storage.export import export_zip, triton_config
 from ..storage.refs import ModelRef
 from ..storage.registry import TASKS, ModelSummary, ModelVersion
 from . import keys
+from .image_settings import image_settings_panel
+from .reference_data import reference_data_panel
 from .render import chart, version_details, version_summary
 from .roles import why_not
 from .widgets import COLUMNS, flash, pick, picked_model, picked_ref, shown_errors
@@ -220,6 +222,8 @@ def edit_panel(portal: Portal, model: ModelSummary, version: ModelVersion) -> No
                                   notes=notes.strip() or None)
         flash(f"Saved the changes to {model.name} and {version.ref}.")
         st.rerun()
+    image_settings_panel(portal, version)
+    reference_data_panel(portal, model, version)
 
 
 def visibility_panel(portal: Portal, model: ModelSummary) -> None:

@@ -31,6 +31,9 @@ __all__ = [
 
 WINDOWS = {"Last hour": "1h", "Last 24 hours": "24h", "Last 7 days": "7d", "Last 30 days": "30d", "Custom": None}
 THIS_VERSION, ALL_VERSIONS = "This version", "All versions"
+INTERNAL_WORK = ("Requests from the Predict page, the CLI, the REST API and the library. The portal's own model "
+                 "runs (Explain's SHAP and LIME evaluations, Compare's measurements) are not traffic and are not "
+                 "counted.")
 _HIGHLIGHT = {"significant": "background-color: #fee2e2", "moderate": "background-color: #fef3c7", "stable": ""}
 
 
@@ -68,24 +71,34 @@ def pick_scope(version: ModelVersion) -> int | None:
 
 
 def _ms(value: float | None) -> str:
-    """Three significant digits or so: 0.61 ms, 20.5 ms, 1,234 ms."""
+    """Three significant digits or so, at most 7 characters: 0.61 ms, 20.5 ms, 345 ms, 1.23 s, 12.3 s, 123 s."""
     if value is None:
         return "—"
-    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
+    if value < 999.5:
+        return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+    seconds = value / 1000
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s" if seconds < 100 else f"{seconds:,.0f} s"
 
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
+def _count(value: int) -> str:
+    """Exact up to 999,999; beyond, 1.2M or 3.4B (the tile's help gives the exact number)."""
+    if value < 1_000_000:
+        return f"{value:,}"
+    return f"{value / 1e6:.1f}M" if value < 999_950_000 else f"{value / 1e9:.1f}B"
+
+
 def tile_values(summary: TrafficSummary) -> dict[str, str]:
-    """The metric tiles as shown: label → text."""
+    """The metric tiles as shown: label → short text (at most 9 characters, so a tile never cuts it)."""
     return {
-        "Requests": f"{summary.requests:,}",
-        "Rows": f"{summary.rows:,}",
+        "Requests": _count(summary.requests),
+        "Rows": _count(summary.rows),
+        "Error rate": _pct(summary.error_rate),
         "Latency p50": _ms(summary.latency_p50_ms),
         "Latency p95": _ms(summary.latency_p95_ms),
-        "Error rate": _pct(summary.error_rate),
         "Cache hit ratio": _pct(summary.cache_hit_ratio),
     }
 
@@ -99,8 +112,13 @@ _TILE_HELP = {
 
 
 def metric_tiles(summary: TrafficSummary) -> None:
-    for column, (label, value) in zip(st.columns(6), tile_values(summary).items(), strict=True):
-        column.metric(label, value, help=_TILE_HELP.get(label), border=True)
+    """Two rows of three tiles: traffic and errors, then latency and cache use (six in a row cut the values)."""
+    exact = {"Requests": summary.requests, "Rows": summary.rows}
+    items = list(tile_values(summary).items())
+    for row in (items[:3], items[3:]):
+        for column, (label, value) in zip(st.columns(3), row, strict=True):
+            note = f"{exact[label]:,} exactly" if label in exact and exact[label] >= 1_000_000 else None
+            column.metric(label, value, help=_TILE_HELP.get(label, note), border=True)
 
 
 def traffic_panel(summary: TrafficSummary) -> None:
@@ -139,6 +157,7 @@ def summary_panels(portal: Portal, version: ModelVersion, scope: int | None, win
                 "`portal predict` and the REST API show up here as they happen.", icon=":material/monitoring:")
         return
     metric_tiles(summary)
+    st.caption(INTERNAL_WORK)
     traffic_panel(summary)
     errors_panel(summary)
 

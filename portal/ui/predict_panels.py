@@ -15,7 +15,8 @@ from ..core import Portal
 from ..errors import PortalError
 from ..serving.batch import BatchJob
 from ..serving.dataio import frame_to_csv_bytes, peek_table, read_input
-from ..serving.images import IMAGE_SUFFIXES
+from ..serving.images import IMAGE_SUFFIXES, describe_preprocessing
+from ..serving.predict import ranked_frame
 from ..storage.registry import ModelVersion
 from ..views import input_mode
 from . import keys
@@ -71,7 +72,8 @@ def form_panel(portal: Portal, version: ModelVersion) -> None:
         st.caption("Defaults are the medians (and most frequent categories) of the model's reference data.")
         _reference_row_picker(fields, reference, prefix)
     else:
-        st.caption("This version has no reference data, so numbers start at 0.")
+        st.caption("This version has no reference data, so numbers start at 0: add reference data on the Models "
+                   "page (Edit tab) to start from its medians.")
     with st.form(prefix + "form", border=True):
         grid = st.columns(_GRID)
         for i, field in enumerate(fields):
@@ -94,10 +96,42 @@ def _template(version: ModelVersion, reference: pd.DataFrame | None) -> bytes:
     columns = views.input_columns(version)
     if reference is not None and set(columns) <= set(reference.columns):
         return frame_to_csv_bytes(reference[columns].head(5))
+    if reference is not None:  # reference data may keep the user's spelling (``malic acid`` for ``malic_acid``)
+        match = views.match_columns(version, reference.columns)
+        if match.ok and not match.positional:
+            found = {model: model for model in columns} | dict(match.normalised)
+            return frame_to_csv_bytes(reference[[found[c] for c in columns]].head(5).set_axis(columns, axis=1))
     return frame_to_csv_bytes(pd.DataFrame(columns=columns))
 
 
+def _pairs(pairs: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"`{file}` → `{model}`" for model, file in pairs[:20]) + (" …" if len(pairs) > 20 else "")
+
+
+def _column_mapping(version: ModelVersion, token: str, match: views.ColumnMatch, columns: list[str]) -> dict[str, str]:
+    """Select boxes: the file column that holds each model column the file lacks (model column ← file column)."""
+    free = [c for c in columns if c in match.extra]
+    st.markdown("**Map the missing columns:** pick the file column that holds each column the model needs.")
+    grid = st.columns(min(_GRID, len(match.missing)))
+    chosen: dict[str, str] = {}
+    for i, name in enumerate(match.missing):
+        pick = grid[i % len(grid)].selectbox(
+            f"{name} ←", [None, *free], format_func=lambda c: "— not in the file —" if c is None else str(c),
+            key=f"predict.map.{version.ref}.{token}.{name}", help=f"the file column that holds `{name}`")
+        if pick is not None:
+            chosen[name] = pick
+    if len(set(chosen.values())) != len(chosen):
+        st.error("Each file column can feed one model column only; pick different columns.", icon=":material/block:")
+        return {}
+    return chosen
+
+
 def _column_report(match: views.ColumnMatch) -> bool:
+    if match.normalised:
+        st.info(f"Matched {len(match.normalised)} column(s) by name spelled differently (case, spaces, "
+                f"punctuation): {_pairs(match.normalised)}", icon=":material/info:")
+    if match.mapped:
+        st.info(f"Mapped by you: {_pairs(match.mapped)}", icon=":material/info:")
     if match.positional:
         st.info(f"This version has no feature names: the file's {len(match.expected)} columns are used in order.",
                 icon=":material/info:")
@@ -178,14 +212,23 @@ def batch_panel(portal: Portal, version: ModelVersion) -> None:
         return
     with shown_errors(stop=True):
         head, total = peek_table(upload.getvalue(), name=upload.name, rows=_PREVIEW_ROWS)
-    if not _column_report(views.match_columns(version, head.columns)):
-        return
+    match = views.match_columns(version, head.columns)
+    report = st.container()
+    column_map: dict[str, str] = {}
+    if match.missing and match.extra:
+        column_map = _column_mapping(version, upload.file_id, match, [str(c) for c in head.columns])
+        if column_map:
+            match = views.match_columns(version, head.columns, column_map=column_map)
+    with report:
+        if not _column_report(match):
+            return
     st.markdown(f"**Preview** ({len(head)} of {total:,} rows)")
     st.dataframe(head, hide_index=True, width="stretch")
     running = job is not None and not job.done
     if st.button(f"Predict {total:,} rows", type="primary", icon=":material/play_arrow:", disabled=running):
         with shown_errors(stop=True):
-            job = BatchJob(portal, version, upload.getvalue(), upload.name, preview_rows=_TABLE_ROWS).start()
+            job = BatchJob(portal, version, upload.getvalue(), upload.name, preview_rows=_TABLE_ROWS,
+                           column_map=column_map).start()
         st.session_state[keys.BATCH_RESULT] = (version.ref, upload.file_id, None, None, None, upload.name, job)
         if total <= portal.settings.chunk_rows:
             job.wait()  # one chunk: done in a moment, and there is no progress to show
@@ -202,7 +245,9 @@ def batch_panel(portal: Portal, version: ModelVersion) -> None:
 
 
 # -- images --------------------------------------------------------------------------
-def _predict_images(portal: Portal, version: ModelVersion, files: list[Any]) -> tuple[pd.DataFrame, float, float]:
+def _predict_images(
+    portal: Portal, version: ModelVersion, files: list[Any],
+) -> tuple[pd.DataFrame, float, float, pd.DataFrame, str | None]:
     names = [f.name for f in files]
     began = time.perf_counter()
     batch = portal.images_to_array(version, [f.getvalue() for f in files], names=names)
@@ -210,7 +255,7 @@ def _predict_images(portal: Portal, version: ModelVersion, files: list[Any]) -> 
     prediction = portal.predict(version, batch)
     frame = prediction.to_frame()
     frame.insert(0, "image", names)
-    return frame, prepared, prediction.latency_s
+    return frame, prepared, prediction.latency_s, ranked_frame(prediction, names), prediction.score_note
 
 
 def _image_scores(files: list[Any], frame: pd.DataFrame, ref: str) -> None:
@@ -233,9 +278,7 @@ def _image_scores(files: list[Any], frame: pd.DataFrame, ref: str) -> None:
 
 def image_panel(portal: Portal, version: ModelVersion) -> None:
     """Drop images; preprocess them as the version says; show the top classes of each."""
-    prep = version.preprocessing
-    if prep:
-        st.caption("Preprocessing: " + ", ".join(f"{k} = {v}" for k, v in prep.items()))
+    st.caption(describe_preprocessing(version.preprocessing, version.signature))
     types = [s.lstrip(".") for s in IMAGE_SUFFIXES]
     files = st.file_uploader("Drop one or several images", type=types, accept_multiple_files=True,
                              key=f"predict.images.{version.ref}")
@@ -247,7 +290,7 @@ def image_panel(portal: Portal, version: ModelVersion) -> None:
         with shown_errors(stop=True):
             cached = (version.ref, tokens, *_predict_images(portal, version, files))
         st.session_state[keys.IMAGE_RESULT] = cached
-    frame, prepared, latency = cached[2:]
+    frame, prepared, latency, ranked, note = cached[2:]
     cols = st.columns(3)
     cols[0].metric("Images", len(files))
     cols[1].metric("Preprocessing", f"{prepared * 1e3:.1f} ms")
@@ -256,7 +299,10 @@ def image_panel(portal: Portal, version: ModelVersion) -> None:
     if len(files) > 4:
         st.image([f.getvalue() for f in files[:24]], caption=[f.name for f in files[:24]], width=72)
     st.dataframe(frame, hide_index=True, width="stretch", column_config=result_columns(frame))
-    st.caption(f"Model {version.ref} · {latency_text(latency, len(files))}")
+    st.download_button("Download image predictions (CSV)", data=frame_to_csv_bytes(ranked), mime="text/csv",
+                       file_name=f"{version.name}-v{version.version}-image-predictions.csv",
+                       icon=":material/download:", on_click="ignore", key=f"predict.images.csv.{version.ref}")
+    st.caption(f"Model {version.ref} · {latency_text(latency, len(files))}" + (f" · {note}" if note else ""))
 
 
 # -- raw tensors ---------------------------------------------------------------------

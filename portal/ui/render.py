@@ -9,6 +9,7 @@ import streamlit as st
 
 from .. import figures
 from .. import views
+from ..ingest.testrun import untested_warning
 from ..serving.predict import Prediction
 from ..storage.registry import ModelVersion
 from .widgets import latency_text, result_columns
@@ -40,11 +41,10 @@ def _opset_text(info: dict[str, Any]) -> str:
 
 
 def _facts(info: dict[str, Any], source_format: str, size: int, *, per_row: int = 5) -> None:
-    params = int(info.get("parameters", 0))
     items = [
         ("Uploaded as", source_format, None),
         ("ONNX size", views.format_bytes(size), None),
-        ("Parameters", f"{params:,}" if params else "—",
+        ("Parameters", views.format_parameters(info),
          "Numbers stored as weight tensors; converters that keep coefficients in node attributes show —"),
         ("Nodes", f"{int(info.get('node_count', 0)):,}", None),
         ("Opset", _opset_text(info), "Version of the default ONNX operator set"),
@@ -69,11 +69,14 @@ def validation_report(report: Any) -> None:
     signature_table(info["signature"])
     if info.get("operators"):
         chart(figures.operator_histogram(info["operators"]), key="upload-operators")
-    warnings = list(getattr(report, "warnings", None) or [])
+    notes, warnings = views.split_conversion_notes(list(getattr(report, "warnings", None) or []))
+    for note in notes:  # how the file was converted: information, nothing to act on
+        st.info(note, icon=":material/info:")
     for warning in warnings:
-        st.warning(str(warning), icon=":material/warning:")
+        st.warning(warning, icon=":material/warning:")
     if not warnings:
-        st.success("No warnings: the model loaded in the sandbox and ran once on dummy input.",
+        ran = (info.get("test_run") or {}).get("inputs", "zero-filled inputs (batch 1)")
+        st.success(f"No warnings: the model loaded in the sandbox and ran once on {ran}.",
                    icon=":material/check_circle:")
 
 
@@ -84,6 +87,9 @@ def version_summary(version: ModelVersion) -> None:
 
 def version_details(version: ModelVersion) -> None:
     """Signature, names and preprocessing of one version."""
+    untested = untested_warning(version.info)
+    if untested:
+        st.warning(untested, icon=":material/warning:")
     st.markdown("**Inputs and outputs**")
     signature_table(version.signature)
     lines = []

@@ -18,12 +18,15 @@ _VERBS = {
     "alias": ("move aliases", "move this model's aliases"),
     "delete": ("delete models", "delete this model"),
     "admin": ("manage users and tokens", "manage users and tokens"),
+    "variants": ("create variants", "create variants of this model"),
 }
+# actions worded here that the library checks as another: a variant is a new version of the model
+_CHECKED_AS = {"variants": "upload"}
 
 
 def why_not(portal: Portal, action: str, model: ModelSummary | ModelVersion | None = None) -> str | None:
     """None if the current user may do ``action`` (on ``model``); otherwise why not, as one sentence."""
-    if portal.can(action, model):
+    if portal.can(_CHECKED_AS.get(action, action), model):
         return None
     user = portal.user
     general, specific = _VERBS.get(action, (action, action))

@@ -24,8 +24,11 @@ from ..errors import NotFoundError, PortalError
 from . import keys
 from .resources import get_portal
 
-__all__ = ["Access", "SignedIn", "auth", "check", "current_portal", "now", "sidebar", "sign_in_page"]
+__all__ = ["HOME", "Access", "SignedIn", "auth", "check", "current_portal", "now", "sidebar", "sign_in_page"]
 
+# Where a sign-in lands: not the page the address bar still shows, which may be the
+# previous user's (an admin's Admin page in a shared browser) or one this user may not open.
+HOME = "app_pages/home.py"
 OFF_NOTE = "Single-user mode (PORTAL_AUTH=off): no sign-in, every action allowed"
 
 
@@ -175,7 +178,7 @@ def _sign_in_form(portal: Portal) -> None:
             st.error(exc.message, icon=":material/error:")
             return
         _start(user)
-        st.rerun()
+        st.switch_page(HOME)
 
 
 def _first_admin_form(portal: Portal) -> None:
@@ -201,4 +204,4 @@ def _first_admin_form(portal: Portal) -> None:
             st.error(exc.message, icon=":material/error:")
             return
         _start(user)
-        st.rerun()
+        st.switch_page(HOME)

@@ -16,6 +16,7 @@ import streamlit as st
 
 from .. import views
 from ..core import Portal, StagedModel
+from ..core.registering import is_generic_name
 from ..errors import InputShapeRequiredError, PortalError
 from ..ingest.metadata import infer_task
 from ..storage.registry import TASKS
@@ -41,7 +42,7 @@ _STAGE_TEXT = {
     "received": "Received the file",
     "validated": "Validated in the sandbox",
     "converted": "Converted to ONNX",
-    "loaded": "Loaded in onnxruntime and ran once on dummy input",
+    "loaded": "Loaded in onnxruntime and ran once on synthetic input",
     "registered": "Registered",
 }
 
@@ -110,7 +111,8 @@ def prepare(portal: Portal, uploaded: Any, token: str, *, input_shape: Sequence[
         st.write(f":material/check: {text}")
 
     failure: Failure | None = None
-    with st.status(f"Checking **{uploaded.name}** …", expanded=True) as status:
+    box = st.empty()  # the live check; on success it gives way to show_stages' summary (one "passed" line)
+    with box.status(f"Checking **{uploaded.name}** …", expanded=True) as status:
         try:
             uploaded.seek(0)
             model = portal.prepare(uploaded, filename=uploaded.name, input_shape=input_shape, progress=progress)
@@ -125,7 +127,7 @@ def prepare(portal: Portal, uploaded: Any, token: str, *, input_shape: Sequence[
             status.update(label=f"**{uploaded.name}** was refused", state="error", expanded=False)
             st.session_state[keys.UPLOAD_FAILURE] = failure
             return None
-        status.update(label=f"**{uploaded.name}** passed every check", state="complete", expanded=False)
+    box.empty()
     staged = Staged(token, model, stages)
     st.session_state[keys.STAGED] = staged
     st.session_state.pop(keys.UPLOAD_FAILURE, None)
@@ -153,9 +155,15 @@ def registration_fields(portal: Portal, staged: Staged) -> tuple[str, dict[str, 
     """The name and metadata fields of a staged upload, prefilled from what ingest found."""
     suggested, report = staged.model.suggested, staged.model.report
     field = f"upload.{staged.token}."
-    name = st.text_input("Name", value=suggested.get("name") or views.suggest_name(staged.model.filename),
-                         key=field + "name",
+    default = suggested.get("name") or views.suggest_name(staged.model.filename)
+    generic = is_generic_name(default)
+    name = st.text_input("Name", value="" if generic else default, key=field + "name",
+                         placeholder="e.g. churn-classifier" if generic else None,
                          help="Letters, digits, '.', '_' or '-'. An existing name gets a new version.")
+    if generic and not name.strip():
+        st.info(f"The file is called **{staged.model.filename}**, which says nothing about the model: "
+                "type a name that does (it names every version, alias and URL of the model).",
+                icon=":material/edit:")
     if name in {m.name for m in portal.list_models()}:
         st.info(f"**{name}** exists: this upload becomes its next version (the earlier versions stay).",
                 icon=":material/info:")

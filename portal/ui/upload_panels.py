@@ -12,8 +12,10 @@ import streamlit as st
 
 from .. import views
 from ..core import Portal
-from ..errors import PortalError
+from ..errors import InvalidInputError, PortalError
 from . import keys, staging
+from .image_settings import registration_image_settings
+from .reference_data import reference_upload
 from .render import validation_report
 from .roles import why_not
 from .staging import Failure, Staged
@@ -92,10 +94,14 @@ def report_panel(staged: Staged) -> None:
 def register_panel(portal: Portal, staged: Staged) -> None:
     """The name and metadata form, Register and Cancel; registering selects the new version in the sidebar."""
     name, metadata = staging.registration_fields(portal, staged)
+    metadata = registration_image_settings(staged.model.report, metadata, key=f"upload.{staged.token}.image.")
+    reference = reference_upload(staged.model.report.info["signature"], metadata.get("preprocessing"),
+                                             key=f"upload.{staged.token}.reference")
     cols = st.columns([1, 1, 4])
     existing = next((m for m in listed_models(portal) if m.name == name), None)
     name_refused = why_not(portal, "upload", existing) if existing is not None else None
-    register = cols[0].button("Register", type="primary", icon=":material/library_add:", disabled=bool(name_refused))
+    register = cols[0].button("Register", type="primary", icon=":material/library_add:",
+                              disabled=bool(name_refused) or not name.strip())
     if name_refused:
         cols[2].caption(f"{name_refused} Choose another name.")
     if cols[1].button("Cancel", icon=":material/delete:", help="Discard this upload"):
@@ -103,16 +109,19 @@ def register_panel(portal: Portal, staged: Staged) -> None:
         staging.new_uploader_key()
         st.rerun()
     if register:
-        _register(portal, staged, name, metadata)
+        _register(portal, staged, name, metadata, reference)
 
 
-def _register(portal: Portal, staged: Staged, name: str, metadata: dict[str, Any]) -> None:
+def _register(portal: Portal, staged: Staged, name: str, metadata: dict[str, Any], reference: Any) -> None:
     with shown_errors(stop=True):
         views.check_registration(staged.model.report, name, metadata)
     try:
         with st.status(f"Registering **{name}** …") as status:
-            version = portal.register(staged.model, name, **metadata)
+            version = portal.register(staged.model, name, reference=reference, **metadata)
             status.update(label=f"Registered **{version.ref}**", state="complete")
+    except InvalidInputError as exc:  # a refused name or reference data: the upload stays staged to fix and retry
+        st.error(exc.message, icon=":material/block:")
+        st.stop()
     except PortalError as exc:
         st.session_state.pop(keys.STAGED, None)  # register() removed the staged files either way
         st.error(f"{exc.message} (drop the file again to retry)", icon=":material/block:")

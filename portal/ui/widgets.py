@@ -12,7 +12,7 @@ import streamlit as st
 from ..core import Portal
 from ..errors import PortalError
 from ..storage.registry import ModelSummary, ModelVersion
-from ..views import FeatureField
+from ..views import FeatureField, variant_text
 from . import keys
 
 __all__ = [
@@ -56,7 +56,8 @@ COLUMNS: dict[str, Any] = {
     "Size": st.column_config.NumberColumn("Size", format="bytes", help="Size of the ONNX file"),
     "Registered": st.column_config.DatetimeColumn("Registered", format="YYYY-MM-DD HH:mm"),
     "Updated": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm"),
-    "Parameters": st.column_config.NumberColumn("Parameters", format="localized"),
+    "Parameters": st.column_config.TextColumn("Parameters", help="Numbers stored as weight tensors (— when a "
+                                              "converter keeps them in node attributes)"),
     "Description": st.column_config.TextColumn("Description", width="large"),
     "Tags": st.column_config.TextColumn("Tags", width="medium"),
     "Model": st.column_config.TextColumn("Model", width="medium"),
@@ -89,11 +90,17 @@ def _version_choices(model: ModelSummary) -> list[str]:
 
 
 def _version_label(model: ModelSummary, choice: str) -> str:
+    """``latest (v1)``, ``@fast (v3: int8-dynamic of iris:1)``, ``v3 (int8-dynamic of iris:1)``: variants say so."""
+    numbers = {v.version: v for v in model.versions}
     if choice == LATEST:
         return f"latest (v{model.latest.version})" if model.latest else LATEST
     if choice.startswith("@"):
-        return f"{choice} (v{model.aliases.get(choice[1:], '?')})"
-    return choice
+        number = model.aliases.get(choice[1:])
+        target = numbers.get(number) if number is not None else None
+        variant = f": {variant_text(target)}" if target is not None and target.is_variant else ""
+        return f"{choice} (v{number if number is not None else '?'}{variant})"
+    version = numbers.get(int(choice[1:])) if choice[1:].isdigit() else None
+    return f"{choice} ({variant_text(version)})" if version is not None and version.is_variant else choice
 
 
 def version_key(name: str) -> str:
@@ -140,7 +147,8 @@ def model_picker(portal: Portal) -> ModelSummary | None:
     # One widget per model: the browser would keep showing the old model's labels
     # if one keyed selectbox changed its options under an unchanged value.
     st.selectbox("Version", choices, key=key, format_func=lambda c: _version_label(model, c),
-                 help="A version number, an alias, or the latest version")
+                 help="A version number, an alias, or the latest version: the newest upload (variants made by "
+                      "Compare are picked by their number or an alias)")
     return model
 
 

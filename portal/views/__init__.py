@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from ..core import suggest_name
 from ..ingest.metadata import parse_list, parse_shape  # the pages parse what users type with these
-from .formatting import demote_headings, describe_shape, format_bytes, summary_line
+from .formatting import (
+    demote_headings,
+    describe_shape,
+    format_bytes,
+    format_parameters,
+    split_conversion_notes,
+    summary_line,
+)
 from .forms import (
     FeatureField,
     check_registration,
@@ -40,6 +47,7 @@ from .tables import (
     operators_frame,
     search_models,
     signature_frame,
+    variant_text,
     versions_frame,
 )
 
@@ -53,6 +61,7 @@ __all__ = [
     "describe_shape",
     "feature_fields",
     "format_bytes",
+    "format_parameters",
     "input_columns",
     "input_mode",
     "join_results",
@@ -68,8 +77,10 @@ __all__ = [
     "row_values",
     "search_models",
     "signature_frame",
+    "split_conversion_notes",
     "suggest_name",
     "summary_line",
     "top_classes",
+    "variant_text",
     "versions_frame",
 ]

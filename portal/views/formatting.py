@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["demote_headings", "describe_shape", "format_bytes", "summary_line"]
+__all__ = [
+    "demote_headings", "describe_shape", "format_bytes", "format_parameters", "split_conversion_notes", "summary_line",
+]
+
+# ingest's messages that only say how the file was converted (no risk to act on)
+_NOTE_STARTS = ("converted from",)
+_NOTE_CAVEATS = ("could not", "only accepts", "failed", "not be")
 
 
 def format_bytes(size: int | float) -> str:
@@ -16,6 +22,27 @@ def format_bytes(size: int | float) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"  # pragma: no cover - loop always returns
+
+
+def format_parameters(info: dict[str, Any]) -> str:
+    """The parameter count of a version's ``info`` as every page shows it: ``"1,234"``, or ``"—"`` when none.
+
+    Converters that keep coefficients in node attributes (trees, linear models from
+    skl2onnx) store no weight tensors, so 0 means "not counted", not "no parameters".
+    """
+    count = int(info.get("parameters") or 0)
+    return f"{count:,}" if count else "—"
+
+
+def split_conversion_notes(messages: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Ingest's messages split into notes (how the file was converted) and warnings (something to act on)."""
+    notes, warnings = [], []
+    for message in messages:
+        text = str(message)
+        lowered = text.lower()
+        is_note = lowered.startswith(_NOTE_STARTS) and not any(c in lowered for c in _NOTE_CAVEATS)
+        (notes if is_note else warnings).append(text)
+    return notes, warnings
 
 
 def describe_shape(shape: Sequence[Any] | None) -> str:

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
-from ..ingest.metadata import build_version_meta
+from ..ingest.metadata import build_version_meta, class_output
+from ..serving.images import check_preprocessing
+from ..serving.matching import match_names
 from ..storage.refs import check_name
 from ..storage.registry import ModelVersion
 from .predict import input_columns
@@ -43,6 +45,8 @@ def check_registration(report: Any, name: str, metadata: Mapping[str, Any]) -> N
     """
     check_name(name)
     build_version_meta(report, dict(metadata))
+    if metadata.get("preprocessing") is not None:
+        check_preprocessing(metadata["preprocessing"], report.info["signature"])
 
 
 def check_version_edit(version: ModelVersion, feature_names: Sequence[str] | None,
@@ -70,11 +74,8 @@ def _expected_columns(signature: Mapping[str, Any]) -> int | None:
 
 
 def _expected_classes(signature: Mapping[str, Any]) -> int | None:
-    for out in signature.get("outputs", []):
-        shape = out.get("shape") or []
-        if out.get("kind") == "tensor" and str(out.get("dtype", "")).startswith("float") and len(shape) == 2:
-            return shape[1] if isinstance(shape[1], int) and shape[1] >= 2 else None
-    return None
+    found = class_output(dict(signature))  # [N, C], or [N, C, 1, 1] squeezed
+    return found[1] if found else None
 
 
 def names_note(names: Sequence[str], signature: Mapping[str, Any], *, kind: str) -> tuple[str, bool]:
@@ -146,7 +147,20 @@ def feature_fields(version: ModelVersion, reference: pd.DataFrame | None) -> lis
             f"this model takes {len(columns)} columns, too many for a form; upload a CSV or Parquet file instead"
         )
     dtypes = _column_dtypes(version, columns)
-    return [_field(name, dtypes[name], reference) for name in columns]
+    named = _under_model_names(columns, reference)
+    return [_field(name, dtypes[name], named) for name in columns]
+
+
+def _under_model_names(columns: Sequence[str], frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``frame`` with its columns renamed to the model's where they match by normalised spelling.
+
+    Reference data keeps the user's spelling (``malic acid``) while the model says ``malic_acid``:
+    the form's defaults and a reference row must still reach that field.
+    """
+    if frame is None:
+        return None
+    renames = match_names(columns, [str(c) for c in frame.columns]).renames
+    return frame.rename(columns=renames) if renames else frame
 
 
 def _cast_value(field: FeatureField, value: Any) -> Any:
@@ -166,5 +180,7 @@ def row_values(fields: Sequence[FeatureField], reference: pd.DataFrame, index: i
     """The form values of reference row ``index`` (fields the row lacks keep their defaults)."""
     if not 0 <= index < len(reference):
         raise InvalidInputError(f"row {index} does not exist: the reference data has rows 0 to {len(reference) - 1}")
-    row = reference.iloc[index]
+    named = _under_model_names([f.name for f in fields], reference)
+    assert named is not None
+    row = named.iloc[index]
     return {f.name: _cast_value(f, row[f.name]) if f.name in row.index else f.default for f in fields}

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import InvalidInputError
 from ..serving.images import is_image_signature
+from ..serving.matching import match_names
 from ..serving.signature import describe_columns
 from ..storage.registry import ModelVersion
 
@@ -71,22 +72,32 @@ class ColumnMatch:
     missing: tuple[str, ...]
     extra: tuple[str, ...]
     positional: bool = False
+    normalised: tuple[tuple[str, str], ...] = ()  # (model column, file column) matched by normalised name
+    mapped: tuple[tuple[str, str], ...] = ()  # (model column, file column) the user chose
 
     @property
     def ok(self) -> bool:
         return not self.missing
 
 
-def match_columns(version: ModelVersion, columns: Sequence[Any]) -> ColumnMatch:
-    """Compare a table's columns with the model's; a nameless 2-D input matches by count."""
+def match_columns(
+    version: ModelVersion, columns: Sequence[Any], *, column_map: Mapping[str, str] | None = None,
+) -> ColumnMatch:
+    """Compare a table's columns with the model's; a nameless 2-D input matches by count.
+
+    Names match exactly, then by normalised spelling when unambiguous (as predicting
+    does, see :mod:`portal.serving.matching`), after ``column_map`` (model column → file column).
+    """
     names = [str(c) for c in columns]
     width = _positional_width(version)
-    if width is not None and len(names) == width:
+    if width is not None and len(names) == width and not column_map:
         return ColumnMatch(tuple(names), (), (), positional=True)
     expected = input_columns(version)
-    missing = tuple(c for c in expected if c not in names)
-    extra = tuple(c for c in names if c not in expected)
-    return ColumnMatch(tuple(expected), missing, extra)
+    match = match_names(expected, names, mapping={k: v for k, v in (column_map or {}).items() if k in expected})
+    used = set(match.found.values())
+    extra = tuple(c for c in names if c not in used)
+    mapped = tuple((k, v) for k, v in (column_map or {}).items() if match.found.get(k) == v)
+    return ColumnMatch(tuple(expected), match.missing, extra, normalised=match.normalised, mapped=mapped)
 
 
 def join_results(inputs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:

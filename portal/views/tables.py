@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import InvalidInputError
 from ..storage.registry import ModelSummary, ModelVersion
-from .formatting import describe_shape, format_bytes, summary_line
+from .formatting import describe_shape, format_bytes, format_parameters, summary_line
 
 __all__ = [
     "compare_versions",
@@ -18,6 +18,7 @@ __all__ = [
     "operators_frame",
     "search_models",
     "signature_frame",
+    "variant_text",
     "versions_frame",
 ]
 
@@ -93,22 +94,37 @@ def latest_versions(models: Sequence[ModelSummary], *, limit: int = 8) -> pd.Dat
     return pd.DataFrame(rows, columns=["Version", "Registered", "By", "Format", "Size", "Task"])
 
 
+def variant_text(version: ModelVersion) -> str:
+    """``"int8-dynamic of iris:1"`` for a variant (``"..., parent deleted"`` without one); "" for an upload."""
+    if not version.is_variant:
+        return ""
+    return f"{version.method} of {version.parent}" if version.parent else f"{version.method}, parent deleted"
+
+
+def _kind(version: ModelVersion, latest: ModelVersion | None) -> str:
+    kind = f"variant: {variant_text(version)}" if version.is_variant else "upload"
+    return kind + (" · latest" if latest is not None and version.ref == latest.ref else "")
+
+
 def versions_frame(model: ModelSummary, variants: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
-    """One row per version, newest first, with its aliases, parent and variants."""
+    """One row per version, newest first, with what it is (upload or variant; the latest marked), aliases, links."""
     variants = variants or {}
+    latest = model.latest
     rows = [{
         "Version": v.version,
+        "Kind": _kind(v, latest),
         "Registered": pd.Timestamp(v.created_at),
         "By": v.created_by,
         "Format": v.source_format,
         "Size": v.size_bytes,
-        "Parameters": int(v.info.get("parameters", 0)),
+        "Parameters": format_parameters(v.info),
         "Aliases": ", ".join(f"@{a}" for a in v.aliases),
         "Parent": v.parent or "",
         "Method": v.method or "",
         "Variants": ", ".join(variants.get(v.ref, ())),
     } for v in model.versions]
-    columns = ["Version", "Registered", "By", "Format", "Size", "Parameters", "Aliases", "Parent", "Method", "Variants"]
+    columns = ["Version", "Kind", "Registered", "By", "Format", "Size", "Parameters", "Aliases", "Parent", "Method",
+               "Variants"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -135,7 +151,7 @@ def _version_facts(v: ModelVersion) -> dict[str, str]:
         "Registered": f"{v.created_at:%Y-%m-%d %H:%M} by {v.created_by or '?'}",
         "Source format": v.source_format,
         "Size": format_bytes(v.size_bytes),
-        "Parameters": f"{int(info.get('parameters', 0)):,}",
+        "Parameters": format_parameters(info),
         "Nodes": str(info.get("node_count", sum((info.get("operators") or {}).values()))),
         "Opset": ", ".join(f"{d} {n}" for d, n in (info.get("opset") or {}).items()) or "—",
         "IR version": str(info.get("ir_version", "—")),

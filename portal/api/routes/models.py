@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from ...core import Portal, suggest_name
 from ...errors import InvalidInputError
 from ...ingest.metadata import parse_shape
+from ...ingest.testrun import untested_warning
 from ...storage.refs import check_alias, check_name
 from ...storage.registry import ModelSummary, ModelVersion
 from ..context import ApiContext, context
@@ -66,7 +67,7 @@ def version_json(v: ModelVersion) -> dict[str, Any]:
         "created_at": v.created_at.isoformat(), "created_by": v.created_by,
         "feature_names": v.feature_names, "class_labels": v.class_labels, "notes": v.meta.get("notes"),
         "signature": v.signature, "opset": v.info.get("opset"), "parameters": v.info.get("parameters"),
-        "producer": v.info.get("producer"),
+        "producer": v.info.get("producer"), "warnings": [w for w in (untested_warning(v.info),) if w],
     }
 
 

@@ -61,6 +61,8 @@ _PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
                 "model": {"type": "string"}, "rows": {"type": "integer"},
                 "predictions": {"type": "array", "items": {"type": "object"}},
                 "unused_columns": {"type": "array", "items": {"type": "string"}},
+                "matched_columns": {"type": "object", "additionalProperties": {"type": "string"},
+                                    "description": "model column: the request's column matched by normalised name"},
             }}},
             "text/csv": {"schema": {"type": "string"}},
         },
@@ -128,7 +130,7 @@ def _predict(request: Request, ref: str, body: bytes, extra_columns: str) -> Res
                              caller=request.scope["state"]["user"])
     records = [{k: _finite(v) for k, v in r.items()} for r in prediction.to_records()]
     doc = {"model": version.ref, "rows": prediction.rows, "predictions": records,
-           "unused_columns": list(prediction.unused_columns)}
+           "unused_columns": list(prediction.unused_columns), "matched_columns": dict(prediction.matched_columns)}
     return Response(to_json(doc), media_type="application/json")
 
 

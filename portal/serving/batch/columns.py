@@ -10,14 +10,15 @@ and ``coerce``, chunk by chunk.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from ...errors import InvalidInputError
 from ..casting import listing
+from ..matching import NameMatch, match_inputs
 from ..signature import tensor_inputs
 
 __all__ = ["FLOAT_TYPES", "INT_TYPES", "TABLE_SUFFIXES", "ColumnPlan", "InputColumns", "plan_columns"]
@@ -42,8 +43,10 @@ class ColumnPlan:
     """Which columns a table must have, which it has to spare, and how they feed the inputs."""
 
     inputs: tuple[InputColumns, ...] | None  # None: the general path (pandas + coerce, chunk by chunk)
-    needed: tuple[str, ...]
+    needed: tuple[str, ...]  # the file's columns the model reads
     unused: tuple[str, ...]
+    renames: dict[str, str] = field(default_factory=dict)  # file column -> the model column it feeds
+    matched: tuple[tuple[str, str], ...] = ()  # (model column, file column) matched by normalised name
 
 
 def _rank(spec: dict[str, Any]) -> int | None:
@@ -56,11 +59,20 @@ def _tail(spec: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def plan_columns(signature: dict[str, Any], feature_names: Sequence[str] | None, columns: Sequence[str],
-                 extra_columns: str) -> ColumnPlan:
-    """Match a table's columns to the inputs, with the same rules and messages as ``coerce``."""
+                 extra_columns: str, *, column_map: Mapping[str, str] | None = None) -> ColumnPlan:
+    """Match a table's columns to the inputs, with the same rules and messages as ``coerce``.
+
+    Columns match by exact name, then by normalised spelling when unambiguous, after
+    ``column_map`` (``{model column: file column}``, the user's choice); see
+    :mod:`portal.serving.matching`.
+    """
     if extra_columns not in ("error", "ignore"):
         raise InvalidInputError(f"extra_columns must be 'error' or 'ignore' (not {extra_columns!r})")
     specs = tensor_inputs(signature)
+    match = match_inputs([s["name"] for s in specs], feature_names, [str(c) for c in columns], column_map=column_map)
+    renames = match.renames
+    source = {renames.get(c, c): c for c in columns}  # model column -> file column
+    columns = [renames.get(c, c) for c in columns]
     names = [s["name"] for s in specs]
     single = specs[0] if len(specs) == 1 else None
     per_column = all(n in columns for n in names) and not (
@@ -89,11 +101,13 @@ def plan_columns(signature: dict[str, Any], feature_names: Sequence[str] | None,
         wanted = names
     missing = [c for c in wanted if c not in columns]
     if missing:
-        raise InvalidInputError(f"missing column(s) {listing(missing)}; the model needs {listing(wanted)}")
-    extra = tuple(c for c in columns if c not in wanted)
+        unmatched = NameMatch({}, missing=tuple(missing), ambiguous=match.ambiguous)
+        raise InvalidInputError(unmatched.missing_message(wanted))
+    extra = tuple(source[c] for c in columns if c not in wanted)
     if extra and extra_columns == "error":
         raise InvalidInputError(f"unexpected column(s) {listing(extra)}; remove them, or ignore extra columns")
-    return ColumnPlan(_fast_inputs(specs, wanted, per_column, pixels), tuple(wanted), extra)
+    wanted = [source[c] for c in wanted]  # the file's own names, which the reader reads
+    return ColumnPlan(_fast_inputs(specs, wanted, per_column, pixels), tuple(wanted), extra, renames, match.normalised)
 
 
 def _numeric(dtype: str) -> bool:
@@ -115,7 +129,7 @@ def _fast_inputs(specs: list[dict[str, Any]], wanted: list[str], per_column: boo
                 per_row = (1,)
             else:
                 return None
-            inputs.append(InputColumns(spec["name"], (spec["name"],), spec["dtype"], per_row))
+            inputs.append(InputColumns(spec["name"], (wanted[len(inputs)],), spec["dtype"], per_row))
         return tuple(inputs)
     (spec,) = specs
     if not _numeric(spec["dtype"]):

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,7 +40,7 @@ class FileScorer(Protocol):
     def predict_file(
         self, ref: Any, path: str | Path, output: str | Path | None = None, *, extra_columns: str = "error",
         progress: Callable[[int], None] | None = None, keep_inputs: bool = False,
-        cancel: threading.Event | None = None,
+        cancel: threading.Event | None = None, column_map: Mapping[str, str] | None = None,
     ) -> Any:
         """Score the file ``path`` with ``ref`` into ``output``."""
 
@@ -56,7 +56,7 @@ class BatchJob:
     """
 
     def __init__(self, portal: FileScorer, version: ModelVersion, data: bytes, filename: str, *, keep_inputs: bool = True,
-                 preview_rows: int = 10_000) -> None:
+                 preview_rows: int = 10_000, column_map: Mapping[str, str] | None = None) -> None:
         suffix = Path(filename).suffix.lower()
         if suffix not in TABLE_SUFFIXES:
             raise InvalidInputError(f"cannot score {filename!r}: use a .csv or .parquet file")
@@ -71,6 +71,7 @@ class BatchJob:
         self.output = self.folder / f".{uuid.uuid4().hex}-predictions.csv"
         self.total_rows = count_rows(self.source)
         self.keep_inputs = keep_inputs
+        self.column_map = dict(column_map or {})
         self.preview_rows = preview_rows
         self.rows_done = 0
         self.seconds = 0.0
@@ -92,7 +93,8 @@ class BatchJob:
         began = time.perf_counter()
         try:
             self.portal.predict_file(self.version, self.source, self.output, extra_columns="ignore",
-                                     keep_inputs=self.keep_inputs, progress=self._progress, cancel=self._cancel)
+                                     keep_inputs=self.keep_inputs, progress=self._progress, cancel=self._cancel,
+                                     **({"column_map": self.column_map} if self.column_map else {}))
             # shown on the page as the model answered: the quotes that keep spreadsheets from running
             # a cell are for the download only
             self.preview = unescape_formulas(pd.read_csv(self.output, nrows=self.preview_rows))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -275,11 +275,17 @@ def table_feeds(plan: ColumnPlan, table: pa.Table, start: int, csv: bool) -> Fee
     return Feeds(arrays, rows, plan.unused)
 
 
-def general_feeds(version: ModelVersion, table: pa.Table, start: int, csv: bool, extra_columns: str) -> Feeds:
-    """Feeds through pandas and ``coerce`` (signatures the fast path does not cover)."""
+def general_feeds(version: ModelVersion, table: pa.Table, start: int, csv: bool, extra_columns: str,
+                  renames: Mapping[str, str] | None = None) -> Feeds:
+    """Feeds through pandas and ``coerce`` (signatures the fast path does not cover).
+
+    ``renames`` (file column → model column) are the plan's matches, applied first.
+    """
     try:
-        return coerce(version.signature, table.to_pandas(), feature_names=version.feature_names,
-                      extra_columns=extra_columns)
+        frame = table.to_pandas()
+        if renames:
+            frame = frame.rename(columns=dict(renames))
+        return coerce(version.signature, frame, feature_names=version.feature_names, extra_columns=extra_columns)
     except InvalidInputError as exc:
         span = f"lines {start + 2:,}–{start + table.num_rows + 1:,}" if csv else \
             f"rows {start + 1:,}–{start + table.num_rows:,}"

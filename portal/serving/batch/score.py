@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,7 @@ class ScoreResult:
     unused_columns: tuple[str, ...]
     sample: Feeds | None  # the first rows of the first chunk (the prediction log samples inputs from it)
     frame: pd.DataFrame | None = None  # the results, when no output file was given
+    matched_columns: tuple[tuple[str, str], ...] = ()  # (model column, file column) matched by normalised name
 
 
 def _infer(
@@ -143,6 +144,7 @@ def score_file(
     run_options: ort.RunOptions | None = None,
     max_rows: int | None = None,
     name: str | None = None,
+    column_map: Mapping[str, str] | None = None,
 ) -> ScoreResult:
     """Score the CSV or Parquet file ``source`` with ``loaded`` into ``output`` (None: return the results).
 
@@ -153,6 +155,7 @@ def score_file(
         progress: called with the number of rows scored so far after every chunk.
         max_rows: refuse (413) a file with more rows than this.
         name: the file name that messages use (default: the source's).
+        column_map: ``{model column: file column}`` the user chose for columns the file names otherwise.
 
     Raises:
         InvalidInputError: an unreadable file, missing columns, or a bad value (with its line and column).
@@ -166,7 +169,8 @@ def score_file(
         raise InvalidInputError(f"no such file: {source}")
     chunk_rows = max(1, int(chunk_rows))
     table = TableReader(source, name)
-    plan = plan_columns(version.signature, version.feature_names, table.columns, extra_columns)
+    plan = plan_columns(version.signature, version.feature_names, table.columns, extra_columns,
+                        column_map=column_map)
     sink = ResultSink(Path(output)) if output is not None else None
     options = run_options or ort.RunOptions()
     fixed = fixed_batch(version.signature)
@@ -188,7 +192,7 @@ def score_file(
                 if plan.inputs is not None:
                     feeds = table_feeds(plan, chunk, start, table.csv)
                 else:
-                    feeds = general_feeds(version, chunk, start, table.csv, extra_columns)
+                    feeds = general_feeds(version, chunk, start, table.csv, extra_columns, plan.renames)
                 _put(parsed, (start, feeds, chunk if keep_inputs else None), stop)
                 start += chunk.num_rows
             _put(parsed, _DONE, stop)
@@ -292,7 +296,7 @@ def score_file(
     if sink is None:
         frame = pa.concat_tables(collected).to_pandas() if collected else pd.DataFrame()
     return ScoreResult(rows=rows, seconds=time.perf_counter() - began, unused_columns=unused, sample=sample,
-                       frame=frame)
+                       frame=frame, matched_columns=plan.matched)
 
 
 def session_config() -> SessionConfig:
