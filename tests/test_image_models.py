@@ -17,7 +17,7 @@ from tiny import add_model, image_model
 from portal import InvalidInputError, Portal
 from portal.explain.model import OutputPicker
 from portal.serving.images import check_preprocessing, describe_preprocessing, image_defaults, parse_labels
-from portal.serving.predict import PROBABILITIES_NOTE, SOFTMAX_NOTE, class_scores, ranked_frame, softmax
+from portal.serving.predict import FLAT_NOTE, PROBABILITIES_NOTE, SOFTMAX_NOTE, class_scores, ranked_frame, softmax
 
 SQUEEZENET = Path(os.path.dirname(onnx.__file__)) / "backend/test/data/light/light_squeezenet.onnx"
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -77,7 +77,9 @@ def test_squeezenet_predicts_a_label_from_the_labels_file_with_probabilities_as_
     np.testing.assert_array_equal(probs, raw)  # no second softmax: exactly onnxruntime's values
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert list(frame["prediction"]) == [labels[i] for i in raw.argmax(axis=1)]
-    assert prediction.score_note == PROBABILITIES_NOTE
+    # onnx's light squeezenet has constant weights: every class scores 0.001, and the note says so
+    np.testing.assert_allclose(raw, 1e-3, rtol=1e-4)
+    assert prediction.score_note == f"{PROBABILITIES_NOTE}; {FLAT_NOTE}"
 
 
 def test_wrong_labels_count_is_refused_with_the_class_count(portal: Portal) -> None:
@@ -101,6 +103,17 @@ def test_mobilenet_logits_get_a_softmax(portal: Portal, mobilenet: Path) -> None
     assert raw.min() < 0  # logits, not probabilities
     np.testing.assert_allclose(probs, softmax(raw.astype(np.float64)), rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    # random weights: logits within ~1e-9 of each other, so the probabilities are flat, and the note says so
+    assert prediction.score_note == f"{SOFTMAX_NOTE}; {FLAT_NOTE}"
+
+
+def test_distinct_logits_get_a_softmax_note_without_the_flat_warning(portal: Portal) -> None:
+    add_model(portal, image_model(channels=3, size=8, classes=4), "tiny", preprocessing={"size": [8, 8]})
+    portal.set_image_settings("tiny", {"size": [8, 8], "mode": "RGB"}, classify=True)
+    batch = portal.images_to_array("tiny", [_png(5), _png(6)])
+    prediction = portal.predict("tiny", batch)
+    raw = _raw(portal, "tiny", batch)
+    assert np.ptp(softmax(raw.astype(np.float64)), axis=1).min() > 1e-3  # the classes really differ
     assert prediction.score_note == SOFTMAX_NOTE
 
 

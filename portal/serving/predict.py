@@ -20,10 +20,11 @@ from ..errors import InvalidInputError, MemoryLimitError
 from .runtime import LoadedSession
 from .signature import Feeds
 
-__all__ = ["PROBABILITIES_NOTE", "SOFTMAX_NOTE", "Prediction", "class_scores", "ranked_frame", "run_feeds", "softmax"]
+__all__ = ["FLAT_NOTE", "PROBABILITIES_NOTE", "SOFTMAX_NOTE", "Prediction", "class_scores", "ranked_frame", "run_feeds", "softmax"]
 
 PROBABILITIES_NOTE = "outputs are probabilities: shown as given"
 SOFTMAX_NOTE = "softmax applied to logits"
+FLAT_NOTE = "every class has the same score: the model shows no preference for any class"
 
 
 def _stack_maps(rows: list[dict[Any, float]]) -> tuple[np.ndarray, list[Any]]:
@@ -149,7 +150,12 @@ class Prediction:
         found = self._class_scores() if self.task == "classification" else None
         if found is None:
             return None
-        return PROBABILITIES_NOTE if _looks_like_probabilities(found[1]) else SOFTMAX_NOTE
+        scores = found[1].astype(np.float64)
+        probabilities = scores if _looks_like_probabilities(scores) else softmax(scores)
+        note = PROBABILITIES_NOTE if probabilities is scores else SOFTMAX_NOTE
+        # within a millionth of each other: no class is preferred (e.g. untrained or constant weights)
+        flat = scores.size > 0 and bool(np.all(np.ptp(probabilities, axis=1) <= 1e-6))
+        return f"{note}; {FLAT_NOTE}" if flat else note
 
     def _labels(self, probs: tuple[np.ndarray, list[str]] | None) -> np.ndarray | None:
         for value in self.outputs.values():
