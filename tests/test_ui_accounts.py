@@ -387,6 +387,9 @@ def test_compare_page_offers_variants_to_the_owner_only(team: dict, role: str, r
     disabled = {u.label: u.proto.disabled for u in at.file_uploader}
     assert disabled == {"Calibration data (optional)": refused is not None,
                         "Evaluation data (optional)": refused is not None}
+    settings = {w.label: w.disabled for w in [*at.checkbox, *at.selectbox, *at.slider]
+                if w.label in ("Per-channel int8", "Calibration", "Prune sparsity")}
+    assert settings == dict.fromkeys(("Per-channel int8", "Calibration", "Prune sparsity"), refused is not None)
     (not_compared,) = [t for t in texts(at.info) if "has not been compared yet" in t]
     if refused:
         assert refused in _page_text(at) and refused in not_compared

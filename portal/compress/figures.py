@@ -65,6 +65,8 @@ def pareto_chart(
     if len(front) > 1:
         fig.add_trace(go.Scatter(x=[p[1] for p in front], y=[p[2] for p in front], mode="lines",
                                  line=dict(color="#9ca3af", dash="dash"), name="Pareto front", hoverinfo="skip"))
+    # labels of markers at about the same spot alternate above, below and beside them instead of overlapping
+    places = iter(["top center", "bottom center", "middle right", "middle left"] * len(measurements))
     for m in measurements:
         if batch not in m.latency:
             continue
@@ -74,7 +76,7 @@ def pareto_chart(
         ring = dict(width=4, color="#10b981") if m.ref == best else dict(width=1, color="white")
         fig.add_trace(go.Scatter(
             x=[m.latency[batch]["p50_ms"]], y=[_agreement(m)], mode="markers+text", name=f"{m.ref} ({method})",
-            text=[m.ref], textposition="top center",
+            text=[m.ref], textposition=next(places),
             marker=dict(size=size, color=_color(method), line=ring,
                         symbol="diamond" if m.method is None else "circle", opacity=0.85),
             customdata=[[method, m.size_bytes / 1024, status or "-"]],

@@ -97,29 +97,33 @@ def label_choices(files: list[tuple[str, bytes]] | None) -> list[str]:
 def new_comparison_panel(portal: Portal, version: ModelVersion) -> None:
     """Methods, their settings and the data; the button creates the variants and measures them all."""
     st.markdown("**New comparison**")
-    chosen = st.pills("Methods", METHODS, selection_mode="multi", default=list(METHODS), key=keys.COMPARE_METHODS,
-                      help=" · ".join(f"{m}: {h}" for m, h in METHOD_HELP.items()))
-    cols = st.columns(3)
-    per_channel = cols[0].checkbox("Per-channel int8", help="One scale per output channel: usually more accurate")
-    calibration_method = cols[1].selectbox("Calibration", CALIBRATION_METHODS, help="How int8-static picks ranges")
-    sparsity = cols[2].slider("Prune sparsity", 0.05, 0.95, 0.5, step=0.05, help="Share of weights set to zero")
     create_refused = why_not(portal, "variants", version)
-    if create_refused:  # said above the disabled uploaders and button
+    if create_refused:  # said above the disabled settings, uploaders and button
         st.caption(f":material/lock: {create_refused}")
+    off = bool(create_refused)
+    chosen = st.pills("Methods", METHODS, selection_mode="multi", default=list(METHODS), key=keys.COMPARE_METHODS,
+                      help=" · ".join(f"{m}: {h}" for m, h in METHOD_HELP.items()), disabled=off)
+    cols = st.columns(3)
+    per_channel = cols[0].checkbox("Per-channel int8", help="One scale per output channel: usually more accurate",
+                                   disabled=off)
+    calibration_method = cols[1].selectbox("Calibration", CALIBRATION_METHODS, help="How int8-static picks ranges",
+                                           disabled=off)
+    sparsity = cols[2].slider("Prune sparsity", 0.05, 0.95, 0.5, step=0.05, help="Share of weights set to zero",
+                              disabled=off)
     cols = st.columns(2)  # uploads belong to the model picked: another model gets empty uploaders
     calibration = uploads(cols[0].file_uploader(
         "Calibration data (optional)", accept_multiple_files=True, key=keys.per_model(keys.COMPARE_CALIBRATION,
         version.name), type=_DATA_TYPES, help="For int8-static. Default: the version's reference data",
-        disabled=bool(create_refused)))
+        disabled=off))
     evaluation = uploads(cols[1].file_uploader(
         "Evaluation data (optional)", accept_multiple_files=True, key=keys.per_model(keys.COMPARE_DATA, version.name),
         type=_DATA_TYPES, help="Rows to measure on. Default: the version's reference data",
-        disabled=bool(create_refused)))
+        disabled=off))
     columns = label_choices(evaluation)
     label = st.selectbox("Label column (optional)", [_NONE, *columns], disabled=not columns,
                          help="Scores accuracy (or R² and MAE) against it") if columns else None
     if st.button("Create variants and compare", type="primary", icon=":material/compare_arrows:",
-                 disabled=not chosen or bool(create_refused)):
+                 disabled=not chosen or off):
         _compare(portal, version, chosen, data=evaluation, calibration=calibration,
                  label_column=None if label in (None, _NONE) else label, per_channel=per_channel,
                  calibration_method=calibration_method, sparsity=sparsity)
