@@ -34,8 +34,16 @@ def _start_warm_up() -> None:
     from ..explain import warm_up_shap
     from ..serving.images import warm_up
 
-    threading.Thread(target=warm_up, name="portal-torchvision-warm-up", daemon=True).start()
-    warm_up_shap()
+    def one_after_the_other() -> None:
+        # torchvision, then shap: two threads importing big packages at once can meet in a circular
+        # import, where Python hands one of them a half-initialised module (numba then lost its
+        # math typing for the whole process: every SHAP run failed until a restart)
+        try:
+            warm_up()
+        finally:
+            warm_up_shap(wait=True)
+
+    threading.Thread(target=one_after_the_other, name="portal-warm-up", daemon=True).start()
 
 
 def get_portal() -> Portal:
