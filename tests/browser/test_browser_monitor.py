@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from browser_server import Server
+from playwright.sync_api import expect
 from test_browser import _goto, _nav, _shoot
 from tiny import add_model, softmax_classifier
 
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.browser
 # slow requests and many rows: the longest values the tiles show
 LATENCIES_MS = [850.0, 1234.5, 2222.2, 61_500.0]
 ROWS = [250_000, 400_000, 350_000, 300_000]
+TILES = ["4", "1.3M", "0.0%", "1.73 s", "52.6 s", "100.0%"]  # p50, p95 of the four latencies
 
 
 class Clock:
@@ -67,12 +69,13 @@ def _cut(page: Any) -> list[str]:
 def test_metric_tiles_show_their_whole_values(monitor_server: Server, page: Any, screenshots: Path) -> None:
     _goto(page, monitor_server)
     _nav(page, "Monitor")
-    values = page.get_by_test_id("stMetricValue").all_inner_texts()
-    assert values == ["4", "1.3M", "0.0%", "1.73 s", "52.6 s", "100.0%"]  # p50, p95 of the four latencies
+    # polls until the Monitor page has replaced the previous page's tiles (Home has metrics too)
+    expect(page.get_by_test_id("stMetricValue")).to_have_text(TILES, timeout=60_000)
     assert _cut(page) == []
     _shoot(page, screenshots, "20-monitor-tiles")
     page.set_viewport_size({"width": 1024, "height": 2400})  # a laptop, sidebar open
     _goto(page, monitor_server)
     _nav(page, "Monitor")
+    expect(page.get_by_test_id("stMetricValue")).to_have_text(TILES, timeout=60_000)
     assert _cut(page) == []
     _shoot(page, screenshots, "21-monitor-tiles-narrow")
