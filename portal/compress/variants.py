@@ -35,13 +35,13 @@ from .agreement import agreement, interpret, label_metrics
 from .arrays import load_arrays, save_arrays
 from .comparison import Comparison
 from .datasets import DataSet, load_data
-from .methods import METHODS, REGISTRY
+from .methods import DEFAULT_METHODS, METHODS, REGISTRY
 from .rules import check_applicable, check_params
 
 __all__ = ["Comparison", "compare", "create_variant", "lineage", "load_comparison", "measure_versions"]
 
 Progress = Callable[[str], None]
-MAX_CALIBRATION_ROWS = 256
+MAX_CALIBRATION_ROWS = 256  # int8-static's; each method says how many rows it takes (Method.data_rows)
 _WORKER = "portal.compress._worker"
 
 
@@ -63,6 +63,9 @@ def create_variant(
     sparsity: float | None = None,
     block_ops: Sequence[str] | None = None,
     level: str | None = None,
+    tolerance: float | None = None,
+    student: str | None = None,
+    train_seconds: float | None = None,
     reuse: bool = False,
     progress: Progress | None = None,
     actor: str | None = None,
@@ -70,8 +73,11 @@ def create_variant(
     """Build the ``method`` variant of ``ref`` in the sandbox and register it as the model's next version.
 
     Args:
-        calibration: int8-static only: a CSV/Parquet/npz/image file or folder, a DataFrame,
-            arrays, or None for the version's reference data.
+        calibration: for the methods that need real inputs (int8-static and int8-budgeted calibrate on
+            them, distill trains its student on them): a CSV/Parquet/npz/image file or folder, a
+            DataFrame, arrays, or None for the version's reference data.
+        tolerance: int8-budgeted: the largest agreement loss accepted (0.01 = 1%).
+        student, train_seconds: distill: the student's architecture and its training budget.
         reuse: return an existing variant of ``ref`` with the same method and parameters
             instead of building a new one.
 
@@ -84,12 +90,14 @@ def create_variant(
     if services.user is not None:
         actor = services.actor  # a signed-in user is always the actor of their own changes
     given = {"per_channel": per_channel, "op_types": op_types, "calibration_method": calibration_method,
-             "sparsity": sparsity, "block_ops": block_ops, "level": level}
+             "sparsity": sparsity, "block_ops": block_ops, "level": level, "tolerance": tolerance,
+             "student": student, "train_seconds": train_seconds}
     params = check_params(method, given)
     check_applicable(method, parent.info, params)
     data = None
-    if REGISTRY[method].calibrated:
-        data = load_data(services, parent, calibration, purpose="calibration", max_rows=MAX_CALIBRATION_ROWS,
+    record = REGISTRY[method]
+    if record.calibrated:
+        data = load_data(services, parent, calibration, purpose="calibration", max_rows=record.data_rows,
                          spread=True)
         params["calibration"] = {"source": data.source, "rows": data.rows, "sha": data.sha}
         _say(progress, f"calibration data: {data.rows} rows from {data.source}")
@@ -258,6 +266,11 @@ NO_CALIBRATION = ("needs real inputs to calibrate on: this version has no refere
                   "synthetic inputs; upload calibration data, or add reference data on the Models page")
 
 
+def no_real_inputs(name: str) -> str:
+    """Why the method ``name``, which needs real input rows, was not created on synthetic inputs."""
+    return NO_CALIBRATION.replace("calibrate on", REGISTRY[name].data_use)
+
+
 # -- compare ----------------------------------------------------------------------------------
 def compare(
     services: ModelServices,
@@ -270,6 +283,8 @@ def compare(
     calibration_method: str = "minmax",
     per_channel: bool = False,
     sparsity: float = 0.5,
+    student: str = "auto",
+    train_seconds: float = 60.0,
     tolerance: float = 0.01,
     objective: str = "latency",
     batch_size: int = 32,
@@ -281,11 +296,15 @@ def compare(
     """Create (or reuse) each method's variant of ``ref``, measure all on one data set, advise, store.
 
     Methods that cannot apply are listed in ``Comparison.refused`` with the reason.
-    ``data`` (evaluation set) and ``calibration`` default to the version's reference data.
+    ``methods`` defaults to :data:`~portal.compress.methods.DEFAULT_METHODS` (every method but the
+    opt-in ones that train or search). ``data`` (evaluation set) and ``calibration`` (the rows
+    int8-static calibrates on and distill trains on) default to the version's reference data.
+    ``tolerance`` is the advice's largest accepted agreement loss and int8-budgeted's budget.
     """
     parent = services.get(ref)
-    chosen = list(dict.fromkeys(methods or METHODS))
-    knobs = {"per_channel": per_channel, "calibration_method": calibration_method, "sparsity": sparsity}
+    chosen = list(dict.fromkeys(methods or DEFAULT_METHODS))
+    knobs = {"per_channel": per_channel, "calibration_method": calibration_method, "sparsity": sparsity,
+             "tolerance": tolerance, "student": student, "train_seconds": train_seconds}
     for name in chosen:  # every parameter is checked before any work
         check_params(name, _knobs_of(name, knobs))
     check_settings(tolerance, objective)
@@ -295,8 +314,8 @@ def compare(
     calibrated = [name for name in chosen if REGISTRY[name].calibrated]
     if evaluation.synthetic:
         notes.append(SYNTHETIC_NOTE)
-    if evaluation.synthetic and calibration is None:  # calibrating on made-up inputs would mislead
-        refused_uncalibrated = {name: NO_CALIBRATION for name in calibrated}
+    if evaluation.synthetic and calibration is None:  # calibrating (or training) on made-up inputs would mislead
+        refused_uncalibrated = {name: no_real_inputs(name) for name in calibrated}
         calibrated = []
     else:
         refused_uncalibrated = {}

@@ -26,7 +26,17 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ...errors import InvalidInputError
-from .base import QUANT_OPSET, WEIGHTED_OPS, Method, MethodAdvice, Progress, Work, operators
+from .base import (
+    QUANT_OPSET,
+    WEIGHTED_OPS,
+    Method,
+    MethodAdvice,
+    Progress,
+    Work,
+    operators,
+    progress_fraction,
+    progress_line,
+)
 from .fp16 import FP16
 from .int8 import CALIBRATION_METHODS, DYNAMIC_OP_TYPES, INT8_DYNAMIC, INT8_STATIC
 from .optimized import OPTIMIZATION_LEVELS, OPTIMIZED
@@ -34,6 +44,7 @@ from .prune import PRUNE
 
 __all__ = [
     "CALIBRATION_METHODS",
+    "DEFAULT_METHODS",
     "DYNAMIC_OP_TYPES",
     "METHODS",
     "OPTIMIZATION_LEVELS",
@@ -46,12 +57,15 @@ __all__ = [
     "Work",
     "method",
     "operators",
+    "progress_fraction",
+    "progress_line",
 ]
 
 REGISTRY: Mapping[str, Method] = MappingProxyType(
     {m.name: m for m in (INT8_DYNAMIC, INT8_STATIC, FP16, PRUNE, OPTIMIZED)}
 )
 METHODS = tuple(REGISTRY)
+DEFAULT_METHODS = tuple(m.name for m in REGISTRY.values() if m.default)  # a comparison's methods when none are chosen
 
 
 def method(name: str) -> Method:

@@ -10,6 +10,7 @@ description, so a refusal costs nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ __all__ = [
     "listing",
     "ml_operators",
     "operators",
+    "progress_fraction",
+    "progress_line",
     "quantized_operators",
 ]
 
@@ -76,7 +79,10 @@ class Method:
     advice: MethodAdvice
     color: str  # of its markers in the comparison charts
     compare_options: tuple[str, ...] = ()  # the knobs of ``compare`` it takes (per_channel, sparsity, ...)
-    calibrated: bool = False  # it needs calibration data (the version's reference data by default)
+    calibrated: bool = False  # it needs real input rows (the version's reference data by default)
+    data_rows: int = 256  # at most this many rows of that data are handed to the builder (evenly spread)
+    data_use: str = "calibrate on"  # what the rows are for, in "needs real inputs to ..." messages
+    default: bool = True  # part of a comparison when no methods are chosen (False: opt-in, e.g. it trains)
 
 
 def operators(info: Mapping[str, Any]) -> dict[str, int]:
@@ -98,3 +104,21 @@ def listing(ops: Mapping[str, int] | list[str], limit: int = 6) -> str:
     """At most ``limit`` names, then how many more."""
     names = list(ops)
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+_FRACTION = re.compile(r"\[(\d{1,3})%\]\s*$")
+
+
+def progress_line(text: str, fraction: float) -> str:
+    """A progress line that also says how far a long step is: ``"epoch 3 of 20 [15%]"``.
+
+    Pages show such lines as a progress bar (see :func:`progress_fraction`); elsewhere
+    they read as plain text.
+    """
+    return f"{text} [{round(100 * min(1.0, max(0.0, fraction)))}%]"
+
+
+def progress_fraction(line: str) -> float | None:
+    """The fraction done that a :func:`progress_line` carries, or None for a plain line."""
+    found = _FRACTION.search(line)
+    return min(100, int(found.group(1))) / 100 if found else None
