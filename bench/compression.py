@@ -1,15 +1,20 @@
-"""Compressed variants of five real architectures: size, speed and agreement against each parent.
+"""Compressed variants of six real architectures: size, speed and agreement against each parent.
 
 Run: .venv/bin/python bench/compression.py [--home DIR] [--image-size 160] [--threads 1] [--only digits,mlp]
+     [--train-seconds 30] [--tolerance 0.01]
 
 Builds, in one run: the demo digits CNN (portal.demo, registered through the real
-ingest), an MLP trained on breast cancer, a small transformer encoder, and
-torchvision's mobilenet_v3_small and resnet18 (random weights); creates every
-variant with ``portal.compress.variants.compare`` and prints, per model and method, the
-size ratio, the speedup at batch 1 and 32 (parent p50 / variant p50, measured
-interleaved in one child process), the top-1 agreement and the verdict, then
-the variant the portal recommends. Every figure is a ratio against the parent
-measured in the same run on the same machine.
+ingest), an MLP and a random forest trained on breast cancer, a small transformer
+encoder, and torchvision's mobilenet_v3_small and resnet18 (random weights);
+creates the variant of EVERY method (the opt-in ones too: distill trains a
+student for ``--train-seconds``, int8-budgeted searches for the fastest int8
+within ``--tolerance``), timing each build, then measures them all with
+``portal.compress.variants.compare`` (which reuses the variants just built) and
+prints, per model and method, the size ratio, the speedup at batch 1 and 32
+(parent p50 / variant p50, measured interleaved in one child process), the
+top-1 agreement, the verdict and the seconds the build took; then the variant
+the portal recommends. Every figure is a ratio against the parent measured in
+the same run on the same machine.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from _common import table  # noqa: E402
 
 from portal import Portal  # noqa: E402
 from portal.compress.measure import environment  # noqa: E402
-from portal.compress.variants import Comparison, compare  # noqa: E402
+from portal.compress.methods import METHODS, REGISTRY  # noqa: E402
+from portal.compress.variants import Comparison, compare, create_variant  # noqa: E402
+from portal.errors import InvalidInputError, InvalidModelError  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -77,6 +84,24 @@ def add_mlp(portal: Portal, work: Path, hidden: int = 512) -> tuple[str, dict[st
     return version.ref, {"data": frame.sample(n=400, random_state=0), "label_column": "target"}
 
 
+def add_forest(portal: Portal, work: Path) -> tuple[str, dict[str, Any]]:
+    """A random forest (100 trees) on breast cancer, converted with skl2onnx: only distill can shrink it."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from skl2onnx import to_onnx
+
+    bunch = load_breast_cancer(as_frame=True)
+    x = bunch.data.to_numpy(np.float32)
+    forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(x, bunch.target.to_numpy())
+    path = work / "forest.onnx"
+    path.write_bytes(to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}}).SerializeToString())
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(30)])
+    reference = frame.assign(target=bunch.target.astype(str).to_numpy())
+    version = portal.register(path, "forest", task="classification", class_labels=["0", "1"],
+                              feature_names=list(frame.columns), reference=reference)
+    return version.ref, {"data": reference.sample(n=400, random_state=0), "label_column": "target"}
+
+
 def add_transformer(portal: Portal, work: Path, *, seq: int = 32, d_model: int = 256) -> tuple[str, dict[str, Any]]:
     import torch
 
@@ -111,19 +136,42 @@ def add_vision(portal: Portal, work: Path, name: str, size: int) -> tuple[str, d
     return version.ref, {"data": {"x": images}, "calibration": {"x": images[:32]}}
 
 
+# -- build every variant, timed -------------------------------------------------------------
+def build_all(portal: Portal, ref: str, data: dict[str, Any], knobs: dict[str, Any]) -> dict[str, str]:
+    """Create each method's variant of ``ref`` as ``compare`` would (so it reuses them): seconds, or the refusal."""
+    built: dict[str, str] = {}
+    for name in METHODS:
+        kwargs = {k: knobs[k] for k in REGISTRY[name].compare_options if k in knobs}
+        if REGISTRY[name].calibrated and data.get("calibration") is not None:
+            kwargs["calibration"] = data["calibration"]
+        t0 = time.perf_counter()
+        try:
+            create_variant(portal, ref, name, reuse=True, **kwargs)
+            built[name] = f"{time.perf_counter() - t0:.1f}"
+        except (InvalidInputError, InvalidModelError) as exc:
+            built[name] = "refused"
+            print(f"... {ref} {name} refused: {exc.message}", file=sys.stderr, flush=True)
+            continue
+        print(f"... {ref} {name} built in {built[name]} s", file=sys.stderr, flush=True)
+    return built
+
+
 # -- report --------------------------------------------------------------------------------
-def rows_for(comparison: Comparison) -> list[list[object]]:
+def rows_for(comparison: Comparison, built: dict[str, str]) -> list[list[object]]:
     parent = comparison.measurements[0]
     rows: list[list[object]] = []
     for m in comparison.measurements[1:]:
         verdict = comparison.advice.verdict(m.ref)
         speed = verdict.speedup if verdict else {}  # median of the paired rounds (parent / variant)
         agree = m.agreement.get("top1")
+        accuracy = m.labels.get("accuracy")
         rows.append([comparison.parent, m.method, f"{m.size_bytes / parent.size_bytes:.2f}",
                      f"{speed.get('1', float('nan')):.2f}", f"{speed.get('32', float('nan')):.2f}",
-                     "-" if agree is None else f"{agree:.2%}", verdict.status if verdict else "-"])
+                     "-" if agree is None else f"{agree:.2%}",
+                     "-" if accuracy is None else f"{accuracy:.2%} ({parent.labels.get('accuracy', 0):.2%})",
+                     verdict.status if verdict else "-", built.get(str(m.method), "-")])
     for method, reason in comparison.refused.items():
-        rows.append([comparison.parent, method, "-", "-", "-", "-", "refused: " + reason[:60]])
+        rows.append([comparison.parent, method, "-", "-", "-", "-", "-", "refused: " + reason[:48], "-"])
     return rows
 
 
@@ -146,8 +194,12 @@ def main() -> None:
                         help="intra-op threads while timing (default 1: steadiest on a shared machine; 0 = all cores)")
     parser.add_argument("--per-tensor", action="store_true",
                         help="int8 with one scale per tensor (default: per channel)")
+    parser.add_argument("--train-seconds", type=float, default=30.0, help="distill: the student's training budget")
+    parser.add_argument("--tolerance", type=float, default=0.01,
+                        help="int8-budgeted's budget and the advice's: largest agreement loss accepted")
     args = parser.parse_args()
-    chosen = set(args.only.split(",")) if args.only else {"digits", "mlp", "transformer", "mobilenet", "resnet"}
+    every = ["digits", "mlp", "forest", "transformer", "mobilenet", "resnet"]
+    chosen = set(args.only.split(",")) if args.only else set(every)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -157,6 +209,7 @@ def main() -> None:
               f"vnni={env['vnni']} · onnxruntime {env['onnxruntime']} · timing threads {args.threads} · "
               f"int8 {'per tensor' if args.per_tensor else 'per channel'}\n")
         builders = [("digits", lambda: add_digits(portal, work)), ("mlp", lambda: add_mlp(portal, work)),
+                    ("forest", lambda: add_forest(portal, work)),
                     ("transformer", lambda: add_transformer(portal, work)),
                     ("mobilenet", lambda: add_vision(portal, work, "mobilenet_v3_small", args.image_size)),
                     ("resnet", lambda: add_vision(portal, work, "resnet18", args.image_size))]
@@ -167,18 +220,23 @@ def main() -> None:
             t0 = time.perf_counter()
             ref, data = build()
             built = time.perf_counter() - t0
+            knobs = {"per_channel": not args.per_tensor, "calibration_method": "minmax", "sparsity": 0.5,
+                     "tolerance": args.tolerance, "student": "auto", "train_seconds": args.train_seconds}
+            made = build_all(portal, ref, data, knobs)
             t0 = time.perf_counter()
-            comparison = compare(portal, ref, budget_seconds=2.0, threads=args.threads,
-                                 per_channel=not args.per_tensor, **data)
+            comparison = compare(portal, ref, budget_seconds=2.0, threads=args.threads, methods=list(METHODS),
+                                 **knobs, **data)
             seconds = time.perf_counter() - t0
-            rows += rows_for(comparison)
+            rows += rows_for(comparison, made)
             advice.append(f"{ref}: {comparison.advice.summary}  [built in {built:.0f} s, compared in {seconds:.0f} s]")
             advice.append(f"{ref} at batch 32 only: {comparison.with_advice(batch=32).advice.summary}")
             problems += check(comparison) + check(comparison.with_advice(batch=32))
             print(f"... {ref} compared in {seconds:.1f} s", file=sys.stderr, flush=True)
-        print(table(rows, ["model", "method", "size ×", "speedup b1", "speedup b32", "top-1 agree", "verdict"]))
+        print(table(rows, ["model", "method", "size ×", "speedup b1", "speedup b32", "top-1 agree",
+                           "accuracy (parent)", "verdict", "build s"]))
         print("\nspeedup = median over the interleaved rounds of parent time / variant time (> 1: faster); "
-              "size × = variant / parent file size\n")
+              "size × = variant / parent file size; accuracy where the evaluation set has labels; build s = "
+              "seconds to create the variant (sandboxed child included)\n")
         print("\n".join(advice))
         print(f"\nrecommendations slower than their parent: {problems or 'none'}")
         print(f"total {time.perf_counter() - start:.0f} s")

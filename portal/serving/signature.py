@@ -22,7 +22,7 @@ from ..ingest.modelinfo import numpy_dtype
 from .casting import as_array, cast, listing
 from .matching import NameMatch, match_inputs
 
-__all__ = ["FastPlan", "Feeds", "cast", "coerce", "describe_columns", "fixed_batch", "shared_batch", "tensor_inputs"]
+__all__ = ["FastPlan", "Feeds", "cast", "coerce", "column_layout", "describe_columns", "fixed_batch", "shared_batch", "tensor_inputs"]
 
 
 @dataclass(frozen=True)
@@ -172,31 +172,46 @@ def _from_frame(
     return Feeds(feeds.arrays, feeds.rows, feeds.unused_columns, matched_columns=match.normalised)
 
 
+def column_layout(
+    specs: list[dict[str, Any]], columns: Sequence[str], feature_names: Sequence[str] | None
+) -> tuple[str, list[str]]:
+    """How a table's columns feed ``specs`` (the rules of ``coerce`` and of the batch reader's plan).
+
+    Returns ``(layout, wanted)``: "per-column" (a column per input), "pixels" (one fixed N-D input
+    from the feature-named columns, e.g. 64 → 1×8×8), "table" (one 2-D input: the feature names, or
+    every column when as many as its width) or "inputs" (the input names), and the columns needed.
+
+    Raises:
+        InvalidInputError: one 2-D input, no feature names, and not as many columns as its width.
+    """
+    names = [s["name"] for s in specs]
+    single = specs[0] if len(specs) == 1 else None
+    if all(n in columns for n in names) and not (
+        single and feature_names and _rank(single) == 2 and names[0] not in feature_names and len(feature_names) > 1
+    ):
+        return "per-column", names
+    if single is not None and feature_names and (_rank(single) or 0) > 2 and _fixed_size(single) == len(feature_names):
+        return "pixels", list(feature_names)
+    if single is not None and _rank(single) == 2:
+        if feature_names:
+            return "table", list(feature_names)
+        if _width(single) == len(columns):
+            return "table", list(columns)
+        raise InvalidInputError(
+            f"input {single['name']!r} expects {_width(single) or 'a fixed number of'} columns, got "
+            f"{len(columns)}; set the version's feature names so columns can be matched by name"
+        )
+    return "inputs", names
+
+
 def _frame_feeds(
     specs: list[dict[str, Any]], frame: pd.DataFrame, columns: list[str], feature_names: Sequence[str] | None,
     allow_nan: bool, extra_columns: str, match: NameMatch,
 ) -> Feeds:
-    names = [s["name"] for s in specs]
-    single = specs[0] if len(specs) == 1 else None
-    per_column = all(n in columns for n in names) and not (
-        single and feature_names and _rank(single) == 2 and names[0] not in feature_names and len(feature_names) > 1
-    )
-    if per_column:
-        wanted = names
-    elif single is not None and feature_names and (_rank(single) or 0) > 2 and _fixed_size(single) == len(feature_names):
-        return _from_pixel_frame(single, frame, list(feature_names), allow_nan, extra_columns)
-    elif single is not None and _rank(single) == 2:
-        if feature_names:
-            wanted = list(feature_names)
-        elif _width(single) == len(columns):
-            wanted = columns
-        else:
-            raise InvalidInputError(
-                f"input {single['name']!r} expects {_width(single) or 'a fixed number of'} columns, got "
-                f"{len(columns)}; set the version's feature names so columns can be matched by name"
-            )
-    else:
-        wanted = names
+    layout, wanted = column_layout(specs, columns, feature_names)
+    per_column = layout == "per-column"
+    if layout == "pixels":
+        return _from_pixel_frame(specs[0], frame, wanted, allow_nan, extra_columns)
     missing = [c for c in wanted if c not in columns]
     if missing:
         unmatched = NameMatch({}, missing=tuple(missing), ambiguous=match.ambiguous)
@@ -218,7 +233,7 @@ def _frame_feeds(
                 )
             arrays[spec["name"]] = arr
         return Feeds(arrays, len(frame), extra)
-    assert single is not None
+    (single,) = specs  # "table": one 2-D input ("inputs" with names missing was refused above)
     block = frame[wanted]
     if single["dtype"] != "string":
         kinds = [getattr(d, "kind", "O") for d in block.dtypes]  # one call, not one per column

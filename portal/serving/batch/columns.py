@@ -9,7 +9,6 @@ and ``coerce``, chunk by chunk.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import pyarrow as pa
 from ...errors import InvalidInputError
 from ..casting import listing
 from ..matching import NameMatch, match_inputs
-from ..signature import tensor_inputs
+from ..signature import column_layout, tensor_inputs
 
 __all__ = ["FLOAT_TYPES", "INT_TYPES", "TABLE_SUFFIXES", "ColumnPlan", "InputColumns", "plan_columns"]
 
@@ -73,32 +72,8 @@ def plan_columns(signature: dict[str, Any], feature_names: Sequence[str] | None,
     renames = match.renames
     source = {renames.get(c, c): c for c in columns}  # model column -> file column
     columns = [renames.get(c, c) for c in columns]
-    names = [s["name"] for s in specs]
-    single = specs[0] if len(specs) == 1 else None
-    per_column = all(n in columns for n in names) and not (
-        single and feature_names and _rank(single) == 2 and names[0] not in feature_names and len(feature_names) > 1
-    )
-    tail = _tail(single) if single else ()
-    fixed = all(isinstance(d, int) for d in tail) and bool(tail)
-    pixels = (not per_column and single is not None and bool(feature_names) and (_rank(single) or 0) > 2
-              and fixed and math.prod(tail) == len(feature_names or ()))
-    if per_column:
-        wanted = names
-    elif pixels:
-        wanted = list(feature_names or ())
-    elif single is not None and _rank(single) == 2:
-        width = tail[0] if tail and isinstance(tail[0], int) else None
-        if feature_names:
-            wanted = list(feature_names)
-        elif width == len(columns):
-            wanted = list(columns)
-        else:
-            raise InvalidInputError(
-                f"input {single['name']!r} expects {width or 'a fixed number of'} columns, got "
-                f"{len(columns)}; set the version's feature names so columns can be matched by name"
-            )
-    else:
-        wanted = names
+    layout, wanted = column_layout(specs, columns, feature_names)
+    per_column, pixels = layout == "per-column", layout == "pixels"
     missing = [c for c in wanted if c not in columns]
     if missing:
         unmatched = NameMatch({}, missing=tuple(missing), ambiguous=match.ambiguous)
