@@ -37,6 +37,17 @@ a minimal grpcio + onnxruntime server (``bench/_grpc.py``: same generated
 messages, one intra-op thread, no token, checks, log or metrics).  The gRPC
 client is grpc.aio over one channel with pre-serialized requests, so client
 work is the same for every server.  Target: portal gRPC ≥ 0.8× minimal gRPC.
+resnet18 meets it (the model's ~35 ms of CPU dwarfs everything else); the MLP
+does not (about 0.45-0.65×).  Where its time goes (server CPU per call, 2-core
+AVX-512 machine, measured with the handler called in one thread): grpcio's own
+machinery ~300 µs (the minimal server's whole cost is ~330 µs, its handler
+20 µs); the portal's handler ~195 µs: the door ~75 µs (access-log line ~40,
+token check ~30 even with the door's cache of checked tokens, metrics ~5) and
+the inference path ~120 µs (role check and name/alias resolution, decoding with
+the REST checks, session cache, timeout watchdog, memory-ceiling arena shrink,
+prediction-log record, metrics; onnxruntime's run itself ~11 µs).  0.8× would
+need the portal's handler under ~100 µs: less than the door's requirements alone
+plus an inference path as bare as the minimal server's.
 """
 
 from __future__ import annotations

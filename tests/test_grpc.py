@@ -15,8 +15,10 @@ This module imports ``tritonclient.grpc`` (whose generated messages share the
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -271,6 +273,40 @@ def test_a_wrong_token_is_unauthenticated(world, triton, who, fragment):
     _refused(lambda: triton.infer("iris", [x], headers=headers), "UNAUTHENTICATED", fragment)
     _refused(lambda: triton.get_model_metadata("iris", headers=headers), "UNAUTHENTICATED", fragment)
     _refused(lambda: triton.is_model_ready("iris", headers=headers), "UNAUTHENTICATED", fragment)
+
+
+def test_a_token_revoked_or_a_user_disabled_by_another_process_is_refused_on_the_next_call(world, triton):
+    # the door remembers checked tokens while the database is unchanged: a change made by the CLI
+    # (another process) must still refuse the very next call, as over HTTP
+    home, _, _, _ = world
+    from portal.accounts.auth import Auth
+
+    portal = Portal.open(home)
+    try:
+        auth = Auth(portal.registry)
+        auth.add_user("short-lived", "viewer", actor="test")
+        doomed = auth.create_token("short-lived", actor="test", label="to revoke in use")
+        kept = auth.create_token("short-lived", actor="test", label="to disable in use").secret
+    finally:
+        portal.close()
+    x = _tensor("x", np.ones((1, 4), np.float32), "FP32")
+    for token in (doomed.secret, kept, doomed.secret, kept):  # served, and remembered
+        headers = {"authorization": f"Bearer {token}"}
+        np.testing.assert_allclose(triton.infer("iris", [x], headers=headers).as_numpy("probs"),
+                                   _expected_iris(np.ones((1, 4), np.float32)), rtol=1e-5)
+
+    def cli(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "portal.cli", *args], env={**os.environ, "PORTAL_HOME": str(home)},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    cli("tokens", "revoke", str(doomed.info.id))
+    _refused(lambda: triton.infer("iris", [x], headers={"authorization": f"Bearer {doomed.secret}"}),
+             "UNAUTHENTICATED", "invalid or revoked token")
+    assert triton.infer("iris", [x], headers={"authorization": f"Bearer {kept}"}).as_numpy("probs").shape == (1, 3)
+    cli("users", "update", "short-lived", "--disable")
+    _refused(lambda: triton.infer("iris", [x], headers={"authorization": f"Bearer {kept}"}),
+             "UNAUTHENTICATED", "user 'short-lived' is disabled")
 
 
 def test_a_private_model_is_not_found_for_others_and_served_to_its_owner(world, triton):

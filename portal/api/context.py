@@ -81,6 +81,7 @@ class ApiContext:
         self._batchers_lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
         self._costs: dict[tuple[str, str | None], float] = {}
+        self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._local_db = portal.registry.engine.dialect.name == "sqlite"
         self.in_flight = 0  # requests being served, kept by the Guard on the event loop
         self.idle_since = 0.0  # when in_flight last dropped to 0 (perf_counter), kept by the Guard
@@ -255,10 +256,22 @@ class ApiContext:
                 runner=None if batcher is None else functools.partial(batcher.submit, deadline=deadline),
                 on_error=functools.partial(self._timed_out, deadline, source),
             )
-        labels = (version.name, str(version.version))
-        self.metrics.inference.labels(*labels).observe(time.perf_counter() - start)
-        self.metrics.rows.labels(*labels).inc(prediction.rows)
+        seconds, rows = self._version_metrics(version)
+        seconds.observe(time.perf_counter() - start)
+        rows.inc(prediction.rows)
         return prediction
+
+    def _version_metrics(self, version: ModelVersion) -> tuple[Any, Any]:
+        """The inference-seconds and rows children of ``version``'s labels (``labels()`` costs a lock per call)."""
+        key = (version.name, version.version)
+        children = self._metric_children.get(key)
+        if children is None:
+            labels = (version.name, str(version.version))
+            children = (self.metrics.inference.labels(*labels), self.metrics.rows.labels(*labels))
+            if len(self._metric_children) >= 4096:
+                self._metric_children.clear()
+            self._metric_children[key] = children
+        return children
 
     def score(self, version: ModelVersion, source: Path, output: Path, *, caller: str, extra_columns: str) -> None:
         """Score the CSV file ``source`` into ``output`` through the batch pipeline, within the row and time limits.

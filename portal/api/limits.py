@@ -8,12 +8,10 @@ One thread serves every request: no timer thread is started per request.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import onnxruntime as ort
@@ -47,20 +45,21 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    @contextlib.contextmanager
-    def guard(self) -> Iterator[Deadline]:
-        """A deadline ``timeout`` seconds from now, cancelled when the block exits."""
-        deadline = Deadline(at=time.monotonic() + self.timeout)
+    def guard(self) -> _Guarded:
+        """``with watchdog.guard() as deadline``: a deadline ``timeout`` seconds from now, cancelled when the block exits."""
+        return _Guarded(self)
+
+    def _add(self, deadline: Deadline) -> int:
         key = next(self._ids)
         with self._cond:
             if self._thread is None:
                 self._start_locked()
             self._pending[key] = deadline
-        try:
-            yield deadline
-        finally:
-            with self._cond:
-                self._pending.pop(key, None)
+        return key
+
+    def _remove(self, key: int) -> None:
+        with self._cond:
+            self._pending.pop(key, None)
 
     def _start_locked(self) -> None:
         if self._thread is None:
@@ -86,3 +85,21 @@ class Watchdog:
         with self._cond:
             self._closed = True
             self._cond.notify()
+
+
+class _Guarded:
+    """One guarded block (a class, not a generator: entered on every inference call)."""
+
+    __slots__ = ("deadline", "key", "watchdog")
+
+    def __init__(self, watchdog: Watchdog) -> None:
+        self.watchdog = watchdog
+        self.deadline = Deadline(at=time.monotonic() + watchdog.timeout)
+        self.key = -1
+
+    def __enter__(self) -> Deadline:
+        self.key = self.watchdog._add(self.deadline)
+        return self.deadline
+
+    def __exit__(self, *exc: object) -> None:
+        self.watchdog._remove(self.key)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,14 +140,16 @@ def check_shape(name: str, shape: Any, want: Sequence[Any] | None) -> tuple[int,
         raise InvalidInputError(f"input {name!r}: 'shape' must be a list of non-negative integers, got {str(shape)[:80]}")
     if want is None:
         return tuple(shape)
-    expected = _shape_text(_oip_shape(want))
     if len(shape) != len(want):
-        raise InvalidInputError(f"input {name!r}: expected shape {expected}, got {_shape_text(shape)}")
+        raise InvalidInputError(
+            f"input {name!r}: expected shape {_shape_text(_oip_shape(want))}, got {_shape_text(shape)}"
+        )
     for axis, (w, g) in enumerate(zip(want, shape, strict=True)):
         # axis 0 of a fixed-batch model may differ: predict runs such inputs in chunks
         if axis > 0 and isinstance(w, int) and w >= 0 and w != g:
             raise InvalidInputError(
-                f"input {name!r}: expected shape {expected}, got {_shape_text(shape)} (axis {axis} must be {w})"
+                f"input {name!r}: expected shape {_shape_text(_oip_shape(want))}, got {_shape_text(shape)} "
+                f"(axis {axis} must be {w})"
             )
     return tuple(shape)
 
@@ -367,7 +370,9 @@ def binary_data(arr: np.ndarray, datatype: str) -> bytes:
         return b"".join(parts)
     if datatype == "BOOL":
         return flat.astype(np.uint8).tobytes()
-    return flat.astype(flat.dtype.newbyteorder("<")).tobytes()
+    if flat.dtype.byteorder == ">" or (flat.dtype.byteorder == "=" and sys.byteorder == "big"):
+        flat = flat.astype(flat.dtype.newbyteorder("<"))
+    return flat.tobytes()  # one copy: tobytes makes the bytes whatever the array's layout
 
 
 def encode_outputs(

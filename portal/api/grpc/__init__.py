@@ -9,6 +9,7 @@ limits, prediction log and ``/metrics``.
     inference_pb2*.py(i)     code generated from it, checked in (see the .proto for how to regenerate)
     codec.py                 ModelInferRequest / ModelInferResponse ⇄ numpy tensors
     door.py                  token, slots, read timeout, status codes, metrics, access log
+    tokencache.py            checked tokens remembered until the database file changes (revocations count at once)
     service.py               the six methods of ``inference.GRPCInferenceService``
     server.py                the ``grpc.server`` and its settings
 

@@ -37,7 +37,8 @@ from ..limits import Deadline
 from ..tensors import InferRequest
 from ..routes.v2 import model_metadata_doc, model_ready_doc, server_metadata, server_ready
 from .codec import decode_model_infer, encode_model_infer
-from .door import Exchange, ReadTimer, Slots, authenticate, finish, log_internal, status_of
+from .door import Exchange, ReadTimer, RequestIds, Slots, authenticate, finish, log_internal, status_of
+from .tokencache import TokenCache
 
 __all__ = ["SERVICE", "Service"]
 
@@ -68,9 +69,12 @@ class Service:
         self.running = threading.BoundedSemaphore(max(1, ctx.settings.infer_threads))
         self.reader = ReadTimer(ctx.settings.body_timeout_seconds,
                                 on_fire=ctx.metrics.grpc_rejected.labels("slow_body").inc)
+        self.tokens = TokenCache(ctx.auth, ctx.portal.registry.engine)
+        self.request_ids = RequestIds()
 
     def close(self) -> None:
         self.reader.close()
+        self.tokens.close()
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         return {m.name: grpc.stream_unary_rpc_method_handler(functools.partial(self._serve, m)) for m in _METHODS}
@@ -79,7 +83,7 @@ class Service:
     def _serve(self, method: _Method, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         start = time.perf_counter()
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        ex = Exchange.start(method.name, metadata, context)
+        ex = Exchange.start(method.name, metadata, context, self.request_ids)
         self.ctx.metrics.grpc_in_flight.inc()
         try:
             answer, message = self._answer(method, requests, context, metadata, ex)
@@ -125,7 +129,7 @@ class Service:
     def _admit(self, metadata: dict[str, str], ex: Exchange) -> Call:
         """The caller, holding a slot; refused before the message is read."""
         try:
-            user = authenticate(self.ctx, metadata)
+            user = authenticate(self.tokens, metadata)
         except AuthenticationError:
             self.ctx.metrics.grpc_rejected.labels("unauthenticated").inc()
             raise
