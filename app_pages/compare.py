@@ -7,6 +7,7 @@ import streamlit as st
 from portal.ui import current_portal, picked_version, show_flash
 from portal.ui.compare_panels import (
     flipped_rows_panel,
+    graph_diff_panel,
     lineage_header,
     new_comparison_panel,
     picked_comparison,
@@ -31,5 +32,7 @@ results_panel(comparison, tolerance)
 st.subheader("Why")
 why_panel(comparison)
 flipped_rows_panel(portal, version, comparison)
+st.subheader("Graph diff")
+graph_diff_panel(portal, version, comparison)
 st.subheader("Promote")
 promote_panel(portal, version, comparison)

@@ -118,7 +118,7 @@ def test_a_variant_points_back_to_its_parent(empty_home: Path) -> None:
     button(at, "Open m:1").click()
     at.run()
     assert_clean(at)
-    assert at.markdown[0].value == "#### m:1" and len(at.dataframe) == 2
+    assert at.markdown[0].value == "#### m:1" and len(at.dataframe) == 2 + 2  # + the graph diff's op counts
 
 
 def test_stored_results_show_advice_chart_reasons_and_refusals(empty_home: Path) -> None:
@@ -126,7 +126,7 @@ def test_stored_results_show_advice_chart_reasons_and_refusals(empty_home: Path)
     at = _open_parent(new_app(PAGE))
     assert_clean(at)
     assert any("No variant is both faster than m:1 and within 1.0%" in w for w in texts(at.warning))
-    assert len(elements_of_type(at, "plotly_chart")) == 2
+    assert len(elements_of_type(at, "plotly_chart")) == 2 + 1  # + the graph diff's op-count bars
     reasons = " ".join(texts(at.markdown))
     assert "agrees with the parent on 97.5% of rows (1 of 40 change class)" in reasons
     assert "**fp16** was not created: fp16 does not apply: because" in texts(at.info)

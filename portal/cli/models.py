@@ -100,14 +100,19 @@ def alias(
     ref: Annotated[str, typer.Argument(help="Version to point at: name:3")],
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias, e.g. production")],
     remove: Annotated[bool, typer.Option("--remove", help="Remove the alias instead")] = False,
+    override_gate: Annotated[bool, typer.Option(
+        "--override-gate", help="Move it even though the variant failed its evaluation gate (audited)")] = False,
 ) -> None:
-    """Point an alias at a version (promote / roll back), or remove it."""
+    """Point an alias at a version (promote / roll back), or remove it.
+
+    A variant that failed the evaluation gate of its latest gated comparison is refused unless --override-gate.
+    """
     p = open_portal()
     if remove:
         p.remove_alias(ref.split(":")[0].split("@")[0], alias_name)
         typer.echo(f"removed alias @{alias_name}")
         return
-    version = p.set_alias(ref, alias_name)
+    version = p.set_alias(ref, alias_name, override_gate=override_gate)
     typer.echo(f"{version.name}@{alias_name} → {version.ref}")
 
 

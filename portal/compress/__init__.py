@@ -25,6 +25,7 @@ Modules:
     measure      VersionMeasurement; the measuring children (outputs + memory, interleaved timing); stored runs
     agreement    what outputs mean (labels, probabilities) and how far a variant's are from its parent's
     advice       which variant to serve within a tolerance, and why the others fall short
+    gate         the evaluation gate: metric thresholds on labelled rows a variant must meet to be promoted
     speed        the speed call from paired rounds (faster, no gain, slower, too close to call) and when to stop timing
     figures      plotly figures of a comparison (latency vs agreement, Pareto front)
     arrays       npz files the parent and the child hand each other; gzip size

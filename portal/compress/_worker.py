@@ -3,11 +3,12 @@
 Started by :func:`portal.ingest.sandbox.run_worker` (same limits, same kernel confinement
 and guard as ingest: it reads only the models and data it was given, writes only its
 scratch folder, has no network).
-Three kinds of job:
+Four kinds of job:
 
     compress   build one variant file          (portal.compress.rules.build_variant)
     outputs    load one model, run the evaluation set, report peak memory   (portal.compress.measure.run_outputs)
     timing     load several models, time them interleaved A B A B           (portal.compress.measure.run_timing)
+    diff       compare a variant's graph with its parent's                    (portal.compress.graphdiff.run_diff)
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def _handler(kind: str) -> Callable[[dict[str, Any], Callable[[str], None]], dic
         from portal.compress.rules import build_variant
 
         return build_variant
+    if kind == "diff":
+        from portal.compress.graphdiff import run_diff
+
+        return run_diff
     from portal.compress import measure
 
     return {"outputs": measure.run_outputs, "timing": measure.run_timing}[kind]
@@ -39,7 +44,7 @@ def _error(exc: BaseException, kind: str) -> dict[str, Any]:
         return {"type": "SandboxError", "limit": "memory", "message": first_line(exc)}
     if isinstance(exc, PortalError):
         return {"type": type(exc).__name__, "message": str(exc)}
-    what = "building the variant" if kind == "compress" else "measuring the model"
+    what = {"compress": "building the variant", "diff": "comparing the graphs"}.get(kind, "measuring the model")
     message = f"{what} failed unexpectedly ({type(exc).__name__}): {first_line(exc)}"
     return {"type": "InvalidModelError", "message": message}
 

@@ -32,10 +32,21 @@ from .methods import REGISTRY, MethodAdvice
 from .methods.base import ALREADY_OPTIMIZED
 from .speed import CONFIDENCE, MIN_GAIN, SAME, SIGNIFICANCE, TOO_CLOSE, interval_of, overall_call, speed_call
 
-__all__ = ["MIN_GAIN", "OBJECTIVES", "SIGNIFICANCE", "TOO_CLOSE", "Advice", "Verdict", "advise", "check_settings"]
+__all__ = [
+    "GATE_FAILED",
+    "MIN_GAIN",
+    "OBJECTIVES",
+    "SIGNIFICANCE",
+    "TOO_CLOSE",
+    "Advice",
+    "Verdict",
+    "advise",
+    "check_settings",
+]
 
 OBJECTIVES = ("latency", "size")
 _SAME = SAME
+GATE_FAILED = "failed the gate"  # the status of a variant that failed the evaluation gate (never promotable)
 # no gain, too close to call and slower bring nothing on the objective: never offered for an alias move.
 # "less accurate" brings the gain at a cost in agreement, which a user may knowingly accept.
 _PROMOTABLE = ("recommended", "qualifies", "less accurate")
@@ -48,6 +59,7 @@ class Verdict:
     ref: str
     method: str
     status: str  # "recommended" | "qualifies" | "slower" | "less accurate" | "no gain" | "too close to call"
+    #              | "failed the gate"
     within_tolerance: bool
     speedup: dict[str, float]  # batch → parent p50 / variant p50 (> 1: faster)
     size_ratio: float  # variant / parent file size
@@ -114,12 +126,18 @@ def advise(
     objective: str = "latency",
     batch: int | None = None,
     environment: Mapping[str, Any] | None = None,
+    gate: Mapping[str, str] | None = None,
 ) -> Advice:
-    """Pick the best variant of ``measurements[0]`` (the parent) within ``tolerance``."""
+    """Pick the best variant of ``measurements[0]`` (the parent) within ``tolerance``.
+
+    ``gate``: the variants that failed the evaluation gate (:mod:`.gate`), with why; never recommended.
+    """
     check_settings(tolerance, objective)
     parent, variants = measurements[0], list(measurements[1:])
     env = dict(environment or {})
+    failed = dict(gate or {})
     verdicts = [_verdict(parent, v, tolerance, objective, batch, env) for v in variants]
+    verdicts = [_gated(v, failed[v.ref]) if v.ref in failed else v for v in verdicts]
     candidates = [v for v in verdicts if v.status == "qualifies"]
     agreement = {m.ref: float(m.agreement.get("value", 0.0)) for m in variants}
     if objective == "latency":
@@ -128,7 +146,21 @@ def advise(
         candidates.sort(key=lambda v: (v.size_ratio, -agreement[v.ref]))
     best = candidates[0].ref if candidates else None
     verdicts = [replace(v, status="recommended") if v.ref == best else v for v in verdicts]
-    return Advice(objective, tolerance, batch, best, _summary(parent, verdicts, best, tolerance, objective), verdicts)
+    gated = [v.ref for v in verdicts if v.status == GATE_FAILED]
+    others = [v for v in verdicts if v.status != GATE_FAILED]
+    if gated and not others:
+        summary = f"Every variant failed the evaluation gate ({', '.join(gated)}): keep serving {parent.ref}."
+    else:
+        summary = _summary(parent, others, best, tolerance, objective)
+        summary += f" Failed the evaluation gate, so not offered: {', '.join(gated)}." if gated else ""
+    return Advice(objective, tolerance, batch, best, summary, verdicts)
+
+
+def _gated(verdict: Verdict, why: str) -> Verdict:
+    """A variant that failed the evaluation gate: whatever it gains, it is not a pick."""
+    headline = f"{why}."  # the card puts the status ("failed the gate") before it
+    return replace(verdict, status=GATE_FAILED, headline=headline,
+                   reasons=[*verdict.reasons, f"Failed the evaluation gate: {why}."])
 
 
 def _verdict(parent: VersionMeasurement, m: VersionMeasurement, tolerance: float, objective: str,

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .advice import Advice, advise
+from .gate import GateResult, gate_failures, stored_results
 from .measure import StoredRun, VersionMeasurement
 
 __all__ = ["Comparison"]
@@ -42,16 +43,33 @@ class Comparison:
         """Caveats of the run (e.g. calibrated on the evaluation rows)."""
         return list(self.run.extra.get("notes", []))
 
+    @property
+    def gate(self) -> dict[str, GateResult]:
+        """The evaluation gate's result per variant reference (empty: the comparison had no gate)."""
+        return stored_results(self.run.extra)
+
+    @property
+    def gate_rules(self) -> list[str]:
+        """The rules of the evaluation gate (empty: none)."""
+        return list((self.run.extra.get("gate") or {}).get("rules", []))
+
     def with_advice(
         self, *, tolerance: float = 0.01, objective: str = "latency", batch: int | None = None
     ) -> Comparison:
         """The same figures judged with another tolerance or objective (nothing re-measured)."""
         return replace(self, advice=advise(self.measurements, tolerance=tolerance, objective=objective,
-                                           batch=batch, environment=self.run.environment))
+                                           batch=batch, environment=self.run.environment,
+                                           gate=gate_failures(self.gate)))
 
     def table(self) -> pd.DataFrame:
-        """One row per version (parent first): size, memory, latency, agreement, verdict."""
+        """One row per version (parent first): size, memory, latency, agreement, verdict (and gate, if any)."""
+        gate = self.gate
         rows = [_table_row(m, self.measurements[0], self.advice) for m in self.measurements]
+        if gate:
+            for row in rows:
+                found = gate.get(row["Version"])
+                row["Gate"] = "parent" if row["Method"] == "parent" else (
+                    "not gated" if found is None else "passed" if found.passed else "failed")
         return pd.DataFrame(rows)
 
     def flipped(self, ref: str) -> pd.DataFrame:
@@ -64,6 +82,8 @@ class Comparison:
             "parent": self.parent, "run": self.run.run, "measured_at": self.run.created_at.isoformat(),
             "environment": self.run.environment, "dataset": self.run.dataset, "refused": self.refused,
             "notes": self.notes,
+            "gate": ({"rules": self.gate_rules, "results": [r.to_json() for r in self.gate.values()]}
+                     if self.gate_rules else None),
             "measurements": [m.to_json() for m in self.measurements],
             "advice": {"objective": self.advice.objective, "tolerance": self.advice.tolerance,
                        "batch": self.advice.batch, "best": self.advice.best, "summary": self.advice.summary,

@@ -20,6 +20,7 @@ from typing import Any
 import onnx
 
 from ..errors import InvalidInputError, InvalidModelError
+from .graphdiff import variant_diff
 from .methods import (
     CALIBRATION_METHODS,
     DYNAMIC_OP_TYPES,
@@ -95,5 +96,11 @@ def build_variant(job: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
         raise InvalidModelError(f"the {job['method']} variant does not run in onnxruntime although its parent "
                                 f"does: {info[TEST_RUN_KEY]['reason']}")
     stats.update(nodes_before=int(job.get("nodes_before", 0)), nodes_after=int(info["node_count"]))
+    progress("comparing the variant's graph with its parent's")
+    try:
+        diff: dict[str, Any] | None = variant_diff(work.src, work.dst, method=job["method"], params=job["params"],
+                                                   stats=stats)
+    except Exception:  # noqa: BLE001 - the diff is a view of the build; the Compare page computes it again on demand
+        diff = None
     progress("variant ready")
-    return {"model": work.dst.name, "info": info, "notes": work.notes, "stats": stats}
+    return {"model": work.dst.name, "info": info, "notes": work.notes, "stats": stats, "diff": diff}

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..services import ModelServices
 from .comparison import Comparison
+from .diffs import graph_diff
 from .variants import compare, create_variant, lineage, load_comparison, measure_versions
 
 if TYPE_CHECKING:
     from ..storage.registry import ModelVersion
     from .datasets import DataSet
+    from .graphdiff import GraphDiff
     from .measure import VersionMeasurement
 
 __all__ = ["Variants"]
@@ -48,6 +50,10 @@ class Variants:
     def lineage(self, ref: str) -> list[ModelVersion]:
         """:func:`~portal.compress.variants.lineage`: ``ref`` and its ancestors, nearest first."""
         return lineage(self.services, ref)
+
+    def diff(self, ref: str, **options: Any) -> GraphDiff:
+        """:func:`~portal.compress.diffs.graph_diff`: what the variant ``ref``'s method changed in its parent's graph."""
+        return graph_diff(self.services, ref, **options)
 
     def measure(self, versions: Sequence[ModelVersion], data: DataSet, **options: Any) -> list[VersionMeasurement]:
         """:func:`~portal.compress.variants.measure_versions`: measure ``versions[0]`` and the others on ``data``."""

@@ -35,6 +35,7 @@ from .agreement import agreement, interpret, label_metrics
 from .arrays import load_arrays, save_arrays
 from .comparison import Comparison
 from .datasets import DataSet, load_data
+from .gate import Gate, gate_failures, stored_results
 from .methods import DEFAULT_METHODS, METHODS, REGISTRY
 from .rules import check_applicable, check_params
 
@@ -136,6 +137,8 @@ def _build_and_register(services: ModelServices, parent: ModelVersion, method: s
         blob = services.store.adopt(_fsynced(scratch / result["model"]))
         meta = {k: v for k, v in parent.meta.items() if k not in ("variant", "parent_deleted")}
         meta["variant"] = {"notes": result["notes"], "stats": result["stats"]}
+        if result.get("diff"):  # the graph diff (portal.compress.graphdiff), computed by the child that built it
+            meta["variant"]["diff"] = result["diff"]
         try:
             version = services.registry.add_version(
                 parent.name, blob_sha=blob.sha256, size_bytes=blob.size, source_format="onnx", info=result["info"],
@@ -286,6 +289,7 @@ def compare(
     student: str = "auto",
     train_seconds: float = 60.0,
     tolerance: float = 0.01,
+    gate: str | Sequence[str] | Gate | None = None,
     objective: str = "latency",
     batch_size: int = 32,
     threads: int = 0,
@@ -300,6 +304,9 @@ def compare(
     opt-in ones that train or search). ``data`` (evaluation set) and ``calibration`` (the rows
     int8-static calibrates on and distill trains on) default to the version's reference data.
     ``tolerance`` is the advice's largest accepted agreement loss and int8-budgeted's budget.
+    ``gate``: evaluation-gate rules (:mod:`.gate`, e.g. ``["accuracy>=parent-0.01"]``) each variant must meet on
+    the labelled evaluation set; the results are stored with the run, a variant that fails is never
+    recommended, and ``Portal.set_alias`` refuses it (unless told to override the gate).
     """
     parent = services.get(ref)
     chosen = list(dict.fromkeys(methods or DEFAULT_METHODS))
@@ -308,7 +315,12 @@ def compare(
     for name in chosen:  # every parameter is checked before any work
         check_params(name, _knobs_of(name, knobs))
     check_settings(tolerance, objective)
+    rules = Gate.parse(gate) if gate is not None else None
+    if rules is not None:
+        rules.check(task=parent.task, labelled=True)  # the metrics first: the data is read next
     evaluation = load_data(services, parent, data, purpose="evaluation", label_column=label_column, synthetic=True)
+    if rules is not None:
+        rules.check(task=parent.task, labelled=evaluation.labels is not None)  # before any variant is built
     _say(progress, f"evaluation data: {evaluation.rows} rows from {evaluation.source}")
     notes: list[str] = []
     calibrated = [name for name in chosen if REGISTRY[name].calibrated]
@@ -341,10 +353,13 @@ def compare(
                                     threads=threads, budget_seconds=budget_seconds, progress=progress)
     env = measure.environment(threads=threads)
     extra = {"refused": refused, "notes": notes, "methods": chosen, "batch_size": batch_size}
+    if rules is not None:
+        extra["gate"] = rules.to_json(rules.evaluate(measurements))
     run = measure.save_run(services.registry.engine, measurements, dataset=evaluation.describe(),
                            environment=env, extra=extra, actor=actor or services.actor)
     _say(progress, "measurements stored")
-    return Comparison(parent.ref, run, advise(measurements, tolerance=tolerance, objective=objective, environment=env))
+    return Comparison(parent.ref, run, advise(measurements, tolerance=tolerance, objective=objective, environment=env,
+                                              gate=gate_failures(stored_results(extra))))
 
 
 def _knobs_of(name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
@@ -361,4 +376,5 @@ def load_comparison(services: ModelServices, ref: str, *, tolerance: float = 0.0
     if run is None:
         return None
     return Comparison(parent.ref, run, advise(run.measurements, tolerance=tolerance, objective=objective,
-                                              batch=batch, environment=run.environment))
+                                              batch=batch, environment=run.environment,
+                                              gate=gate_failures(stored_results(run.extra))))

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
+from ..compress.gate import gate_refusal, latest_gate
+from ..errors import ConflictError
 from ..ingest.metadata import build_version_meta
 from ..serving.images import check_preprocessing
 from ..storage.refs import ModelRef
@@ -32,10 +34,26 @@ class Editing(Access):
         if self.user is not None:
             self.check(action, self.registry.get_model(name))
 
-    def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str | None = None) -> ModelVersion:
-        """Point ``alias`` of the model at the version ``ref``."""
+    def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str | None = None,
+                  override_gate: bool = False) -> ModelVersion:
+        """Point ``alias`` of the model at the version ``ref``.
+
+        A variant that failed the evaluation gate of its latest gated comparison
+        (:mod:`portal.compress.gate`) is refused, unless ``override_gate``: then the
+        audit row of the move records the override.
+
+        Raises:
+            ConflictError: the variant failed its evaluation gate (the message names the rules and the date).
+        """
         self._require_model("alias", ModelRef.parse(ref).name)
-        version = self.registry.set_alias(ref, alias, actor=self._actor(actor))
+        target = self.registry.resolve(ref)
+        detail = None
+        stored = latest_gate(self.registry.engine, target.ref) if target.parent else None
+        if stored is not None and not stored.result.passed:
+            if not override_gate:
+                raise ConflictError(gate_refusal(stored))
+            detail = {"gate_override": stored.audit()}
+        version = self.registry.set_alias(target.ref, alias, actor=self._actor(actor), detail=detail)
         self.invalidate()
         return version
 

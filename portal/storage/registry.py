@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -212,8 +212,9 @@ class Registry:
             raise PermissionDeniedError(f"user {actor or owner_id!r} no longer exists")
         return owner_id
 
-    def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str = "") -> ModelVersion:
-        """Point ``alias`` of the model at the version ``ref`` resolves to."""
+    def set_alias(self, ref: str | ModelRef, alias: str, *, actor: str = "",
+                  detail: Mapping[str, Any] | None = None) -> ModelVersion:
+        """Point ``alias`` of the model at the version ``ref`` resolves to (``detail``: more for the audit row)."""
         check_alias(alias)
         with self._write() as s:
             model, row = version_row(s, ModelRef.parse(ref))
@@ -226,7 +227,8 @@ class Registry:
                 existing.version_id = row.id
                 existing.updated_at = utcnow()
             s.flush()
-            add_event(s, actor, "alias.set", f"{model.name}@{alias}", {"version": row.number, "previous": previous})
+            add_event(s, actor, "alias.set", f"{model.name}@{alias}",
+                      {"version": row.number, "previous": previous, **(detail or {})})
             return version_record(s, row, model)
 
     def remove_alias(self, name: str, alias: str, *, actor: str = "") -> None:

@@ -14,12 +14,15 @@ import streamlit as st
 
 from ..compress import figures as compare_figures
 from ..compress import variants
-from ..compress.rules import CALIBRATION_METHODS, METHODS
+from ..compress.advice import GATE_FAILED
 from ..core import Portal
 from ..errors import PortalError
 from ..serving.dataio import read_input
 from ..storage.registry import ModelVersion
 from . import keys
+from .compare_diff_panels import graph_diff_panel
+from .compare_settings import method_help, method_settings, progress_writer
+from .gate_panels import gate_notice, gate_results, gate_rules_input, reference_labelled
 from .render import chart
 from .roles import why_not
 from .widgets import flash, pick, shown_errors
@@ -28,6 +31,7 @@ __all__ = [
     "METHOD_HELP",
     "TABLE_COLUMNS",
     "flipped_rows_panel",
+    "graph_diff_panel",
     "label_choices",
     "lineage_header",
     "new_comparison_panel",
@@ -44,13 +48,7 @@ _EVERY = "every batch size"
 _NONE = "(none)"
 _DATA_TYPES = ["csv", "parquet", "npz", "npy", "json", "png", "jpg", "jpeg", "bmp"]
 
-METHOD_HELP = {
-    "int8-dynamic": "weights to int8, activations quantized on the fly (MatMul/Gemm)",
-    "int8-static": "weights and activations to int8 (QDQ), calibrated on sample data",
-    "fp16": "float16 weights and ops, float32 inputs/outputs",
-    "prune": "zero the smallest weights (smaller only when compressed)",
-    "optimized": "onnxruntime's graph optimizations saved into the file",
-}
+METHOD_HELP = method_help()  # from the method records
 TABLE_COLUMNS: dict[str, Any] = {
     "Size": st.column_config.NumberColumn("Size", format="bytes"),
     "Gzip size": st.column_config.NumberColumn("Gzip size", format="bytes", help="Compressed with gzip"),
@@ -101,19 +99,12 @@ def new_comparison_panel(portal: Portal, version: ModelVersion) -> None:
     if create_refused:  # said above the disabled settings, uploaders and button
         st.caption(f":material/lock: {create_refused}")
     off = bool(create_refused)
-    chosen = st.pills("Methods", METHODS, selection_mode="multi", default=list(METHODS), key=keys.COMPARE_METHODS,
-                      help=" · ".join(f"{m}: {h}" for m, h in METHOD_HELP.items()), disabled=off)
-    cols = st.columns(3)
-    per_channel = cols[0].checkbox("Per-channel int8", help="One scale per output channel: usually more accurate",
-                                   disabled=off)
-    calibration_method = cols[1].selectbox("Calibration", CALIBRATION_METHODS, help="How int8-static picks ranges",
-                                           disabled=off)
-    sparsity = cols[2].slider("Prune sparsity", 0.05, 0.95, 0.5, step=0.05, help="Share of weights set to zero",
-                              disabled=off)
+    chosen, settings = method_settings(off=off)
     cols = st.columns(2)  # uploads belong to the model picked: another model gets empty uploaders
     calibration = uploads(cols[0].file_uploader(
         "Calibration data (optional)", accept_multiple_files=True, key=keys.per_model(keys.COMPARE_CALIBRATION,
-        version.name), type=_DATA_TYPES, help="For int8-static. Default: the version's reference data",
+        version.name), type=_DATA_TYPES, help="int8-static and int8-budgeted calibrate on it, distill trains on it. "
+        "Default: the version's reference data",
         disabled=off))
     evaluation = uploads(cols[1].file_uploader(
         "Evaluation data (optional)", accept_multiple_files=True, key=keys.per_model(keys.COMPARE_DATA, version.name),
@@ -122,19 +113,20 @@ def new_comparison_panel(portal: Portal, version: ModelVersion) -> None:
     columns = label_choices(evaluation)
     label = st.selectbox("Label column (optional)", [_NONE, *columns], disabled=not columns,
                          help="Scores accuracy (or R² and MAE) against it") if columns else None
+    label_column = None if label in (None, _NONE) else label
+    labelled = label_column is not None if evaluation else reference_labelled(portal, version)
+    gate = gate_rules_input(labelled=labelled, task=version.task, off=off)
     if st.button("Create variants and compare", type="primary", icon=":material/compare_arrows:",
                  disabled=not chosen or off):
-        _compare(portal, version, chosen, data=evaluation, calibration=calibration,
-                 label_column=None if label in (None, _NONE) else label, per_channel=per_channel,
-                 calibration_method=calibration_method, sparsity=sparsity)
+        _compare(portal, version, chosen, data=evaluation, calibration=calibration, label_column=label_column,
+                 gate=gate, **settings)
 
 
 def _compare(portal: Portal, version: ModelVersion, chosen: list[str], **options: Any) -> None:
     """Create and measure the variants behind a live status; a failure reads as a message and stops the page."""
     with st.status(f"Comparing {len(chosen)} method(s) on {version.ref} …", expanded=True) as status:
         try:
-            variants.compare(portal, version.ref, methods=chosen, **options,
-                             progress=lambda line: st.write(f":material/check: {line}"))
+            variants.compare(portal, version.ref, methods=chosen, **options, progress=progress_writer())
         except Exception as exc:  # a failure must read as a message, whatever raised it
             if not isinstance(exc, PortalError):
                 log.exception("unexpected error while comparing variants")
@@ -181,6 +173,7 @@ def results_panel(comparison: variants.Comparison, tolerance: float) -> None:
     """The advice, where and on what it was measured, the table and a Pareto chart per batch size."""
     advice, env, data = comparison.advice, comparison.run.environment, comparison.run.dataset
     recommendation_card(comparison)
+    gate_results(comparison)
     flags = ", ".join(f for f in ("avx2", "avx512", "vnni", "avx512_fp16", "amx") if env.get(f)) or "no AVX2"
     st.caption(f"Measured {comparison.run.created_at:%Y-%m-%d %H:%M} by {comparison.run.created_by} on "
                f"{env.get('cpu')} ({env.get('cores')} cores; {flags}), onnxruntime {env.get('onnxruntime')}, threads "
@@ -245,29 +238,36 @@ def flipped_rows_panel(portal: Portal, version: ModelVersion, comparison: varian
 def promote_panel(portal: Portal, version: ModelVersion, comparison: variants.Comparison) -> None:
     """Point an alias at a variant the advice backs, the recommended one preselected.
 
-    A variant marked "no gain", "too close to call" or "slower" is not offered (it brings
-    nothing on the objective); a "less accurate" one is, labelled so.  The Models page can
-    still point an alias anywhere, deliberately.
+    A variant marked "no gain", "too close to call", "slower" or "failed the gate" is not
+    offered (it brings nothing on the objective, or its gate forbids it); a "less accurate"
+    one is, labelled so. The chosen variant's stored gate result shows before the button,
+    and a failed gate disables it. The Models page can still point an alias anywhere,
+    deliberately (overriding a failed gate only when told to).
     """
     advice = comparison.advice
     statuses = {v.ref: v.status for v in advice.verdicts}
     choices = [v.ref for v in advice.verdicts if v.promotable]
     best = advice.best
     promote_refused = why_not(portal, "alias", version)
+    gated = [v.ref for v in advice.verdicts if v.status == GATE_FAILED]
     if not choices:
-        st.caption(":material/info: No variant to promote: each one is slower, no faster, or too close to call "
-                   "with these settings. "
+        failed = f" {', '.join(gated)} failed the evaluation gate." if gated else ""
+        st.caption(":material/info: No variant to promote: each one is slower, no faster, too close to call "
+                   f"or failed the gate with these settings.{failed} "
                    "The parent stays what its aliases serve; an alias can still be pointed at any version on the "
                    "**Models** page.")
     elif promote_refused:
         st.caption(f":material/lock: {promote_refused}")
     else:
-        cols = st.columns([2, 2, 1], vertical_alignment="bottom")
-        target = cols[0].selectbox(
+        target = st.selectbox(
             "Variant", choices, index=choices.index(best) if best in choices else 0, key=keys.COMPARE_PROMOTE,
             format_func=lambda r: f"{r} ({statuses[r]})")
-        alias = cols[1].text_input("Alias", value="production", key=keys.COMPARE_ALIAS)
-        if cols[2].button("Promote", type="primary", icon=":material/rocket_launch:"):
+        stored = gate_notice(portal, target)
+        blocked = stored is not None and not stored.result.passed
+        cols = st.columns([4, 1], vertical_alignment="bottom")
+        alias = cols[0].text_input("Alias", value="production", key=keys.COMPARE_ALIAS)
+        if cols[1].button("Promote", type="primary", icon=":material/rocket_launch:", disabled=blocked,
+                          help="Its evaluation gate failed: it cannot be promoted from here" if blocked else None):
             with shown_errors(stop=True):
                 moved = portal.set_alias(target, alias.strip())
             flash(f"@{alias.strip()} now points at {moved.ref}.")

@@ -44,6 +44,12 @@ COMPARE_FLIPPED = "compare.flipped"  # the variant whose flipped rows are listed
 COMPARE_PROMOTE = "compare.promote"  # the variant to promote
 COMPARE_ALIAS = "compare.alias"
 COMPARE_EXPLAIN = "compare.explain."  # prefix of the variant explanation-drift panel's widgets
+COMPARE_DIFF = "compare.diff"  # the variant whose graph diff is shown
+COMPARE_STUDENT = "compare.student"  # distill: the student architecture
+COMPARE_TRAIN_SECONDS = "compare.train_seconds"  # distill: the training budget
+COMPARE_BUDGET = "compare.budget"  # int8-budgeted: the agreement loss allowed, in %
+COMPARE_GATE = "compare.gate"  # evaluation-gate rules, one per line
+ALIAS_OVERRIDE = "alias.override."  # + model name: the Models page's "override the gate" checkbox
 
 # explain page: every widget key starts with EXPLAIN
 EXPLAIN = "explain."

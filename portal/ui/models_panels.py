@@ -18,6 +18,7 @@ from ..storage.export import export_zip, triton_config
 from ..storage.refs import ModelRef
 from ..storage.registry import TASKS, ModelSummary, ModelVersion
 from . import keys
+from .gate_panels import gate_notice, override_checkbox
 from .image_settings import image_settings_panel
 from .reference_data import reference_data_panel
 from .render import chart, version_details, version_summary
@@ -184,16 +185,21 @@ def aliases_panel(portal: Portal, model: ModelSummary) -> None:
         st.caption(f":material/lock: {refused}")
         return
     st.markdown("**Point an alias at a version**")
-    with st.form(f"alias.{model.name}", border=False):
-        cols = st.columns([2, 2, 1], vertical_alignment="bottom")
-        alias = cols[0].text_input("Alias", value="production", help="Letters, digits, '_' or '-'",
-                                   key=f"alias.name.{model.name}")
-        number = cols[1].selectbox("Version", numbers, format_func=lambda n: f"v{n}", key=f"alias.version.{model.name}")
-        if cols[2].form_submit_button("Point alias", type="primary", icon=":material/rocket_launch:"):
-            with shown_errors(stop=True):
-                portal.set_alias(f"{model.name}:{number}", alias.strip())
-            flash(f"@{alias.strip()} now points at {model.name}:{number}.")
-            st.rerun()
+    cols = st.columns([2, 2, 1], vertical_alignment="bottom")
+    alias = cols[0].text_input("Alias", value="production", help="Letters, digits, '_' or '-'",
+                               key=f"alias.name.{model.name}")
+    number = cols[1].selectbox("Version", numbers, format_func=lambda n: f"v{n}", key=f"alias.version.{model.name}")
+    # a variant's evaluation gate is shown before the button; a failed one needs an explicit override
+    stored = gate_notice(portal, f"{model.name}:{number}")
+    gated = stored is not None and not stored.result.passed
+    override = override_checkbox(model.name) if gated else False
+    if cols[2].button("Point alias", type="primary", icon=":material/rocket_launch:", disabled=gated and not override,
+                      help="Tick the override first: this variant failed its evaluation gate" if gated else None):
+        with shown_errors(stop=True):
+            portal.set_alias(f"{model.name}:{number}", alias.strip(), override_gate=override)
+        flash(f"@{alias.strip()} now points at {model.name}:{number}" + (" (its failed evaluation gate overridden)."
+                                                                           if override else "."))
+        st.rerun()
 
 
 def edit_panel(portal: Portal, model: ModelSummary, version: ModelVersion) -> None:

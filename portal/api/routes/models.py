@@ -56,6 +56,8 @@ class AliasTarget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: int = Field(ge=1, lt=2**31)
+    override_gate: bool = Field(default=False, description="move it even though the variant failed its evaluation "
+                                "gate (recorded in the audit trail)")
 
 
 def version_json(v: ModelVersion) -> dict[str, Any]:
@@ -161,7 +163,8 @@ def download_version(name: str, version: str, request: Request) -> Response:
 def set_alias(name: str, alias: str, target: AliasTarget, request: Request) -> dict[str, Any]:
     _, portal = _scoped(request, "read")
     check_alias(alias)
-    return version_json(portal.set_alias(f"{check_name(name)}:{target.version}", alias))
+    return version_json(portal.set_alias(f"{check_name(name)}:{target.version}", alias,
+                                         override_gate=target.override_gate))
 
 
 @router.delete("/models/{name}/aliases/{alias}", summary="Remove an alias")

@@ -15,9 +15,12 @@ Modules:
     base        the Method record, the Work a builder gets, and what the parent-side checks share
     graph       what the builders share in the child: opset upgrade, quant_pre_process, plain errors
     int8        int8-dynamic and int8-static (onnxruntime's quantizers)
+    int8_budget int8-budgeted (static int8 keeping the nodes that hurt in float32, within a tolerance)
+    sensitivity what int8-budgeted measures in the child: agreement, per-node sensitivity, timing
     fp16        fp16 (float16 inside, float32 at the inputs and outputs)
     prune       prune (zero the smallest-magnitude weights)
     optimized   optimized (onnxruntime's graph optimizations saved into the file)
+    distill     distill (a smaller student trained on the parent's outputs; see portal.compress.students)
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ from .base import (
     progress_fraction,
     progress_line,
 )
+from .distill import DISTILL
 from .fp16 import FP16
 from .int8 import CALIBRATION_METHODS, DYNAMIC_OP_TYPES, INT8_DYNAMIC, INT8_STATIC
+from .int8_budget import INT8_BUDGETED
 from .optimized import OPTIMIZATION_LEVELS, OPTIMIZED
 from .prune import PRUNE
 
@@ -62,7 +67,7 @@ __all__ = [
 ]
 
 REGISTRY: Mapping[str, Method] = MappingProxyType(
-    {m.name: m for m in (INT8_DYNAMIC, INT8_STATIC, FP16, PRUNE, OPTIMIZED)}
+    {m.name: m for m in (INT8_DYNAMIC, INT8_STATIC, FP16, PRUNE, OPTIMIZED, INT8_BUDGETED, DISTILL)}
 )
 METHODS = tuple(REGISTRY)
 DEFAULT_METHODS = tuple(m.name for m in REGISTRY.values() if m.default)  # a comparison's methods when none are chosen

@@ -31,7 +31,19 @@ from .base import (
 )
 from .graph import count_ops, ensure_opset, first_line, pre_process
 
-__all__ = ["CALIBRATION_METHODS", "DYNAMIC_OP_TYPES", "INT8_DYNAMIC", "INT8_STATIC"]
+__all__ = [
+    "CALIBRATION_METHODS",
+    "DYNAMIC_OP_TYPES",
+    "INT8_DYNAMIC",
+    "INT8_STATIC",
+    "CalibrationReader",
+    "calibration_batch",
+    "check_calibration_method",
+    "final_probability_nodes",
+    "prepare_static",
+    "quantize_qdq",
+    "refuse_unquantizable",
+]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DYNAMIC_OP_TYPES = ("MatMul", "Gemm", "Conv", "Attention", "LSTM", "Gather")
@@ -66,12 +78,21 @@ def _check_static(params: dict[str, Any]) -> dict[str, Any]:
     params["per_channel"] = bool(params["per_channel"])
     if params["op_types"] is not None:
         params["op_types"] = _check_op_types("int8-static", params["op_types"], _qdq_op_types())
-    if params["calibration_method"] not in CALIBRATION_METHODS:
-        raise InvalidInputError(
-            f"invalid calibration method {params['calibration_method']!r}: "
-            f"expected one of {', '.join(CALIBRATION_METHODS)}"
-        )
+    params["calibration_method"] = check_calibration_method(params["calibration_method"])
     return params
+
+
+def check_calibration_method(value: Any) -> str:
+    """``value`` if it names one of :data:`CALIBRATION_METHODS`.
+
+    Raises:
+        InvalidInputError: it does not.
+    """
+    if value not in CALIBRATION_METHODS:
+        raise InvalidInputError(
+            f"invalid calibration method {value!r}: expected one of {', '.join(CALIBRATION_METHODS)}"
+        )
+    return str(value)
 
 
 def _refuse_quantized(method: str, ops: Mapping[str, int]) -> None:
@@ -91,10 +112,19 @@ def _dynamic_applies(ops: Mapping[str, int], params: Mapping[str, Any]) -> None:
 
 
 def _static_applies(ops: Mapping[str, int], params: Mapping[str, Any]) -> None:
-    _refuse_quantized("int8-static", ops)
-    wanted = set(params["op_types"] or WEIGHTED_OPS)
+    refuse_unquantizable("int8-static", ops, params["op_types"])
+
+
+def refuse_unquantizable(method: str, ops: Mapping[str, int], op_types: Any = None) -> None:
+    """Refuse static int8 (``method``) on a graph that is quantized already or has no weighted op to quantize.
+
+    Raises:
+        InvalidModelError: saying why, and what to do instead.
+    """
+    _refuse_quantized(method, ops)
+    wanted = set(op_types or WEIGHTED_OPS)
     if not any(op in wanted and op in WEIGHTED_OPS for op in ops):
-        raise InvalidModelError(f"int8-static does not apply: {_no_ops_reason(ops, set(WEIGHTED_OPS))}")
+        raise InvalidModelError(f"{method} does not apply: {_no_ops_reason(ops, set(WEIGHTED_OPS))}")
 
 
 def _no_ops_reason(ops: Mapping[str, int], wanted: set[str]) -> str:
@@ -182,7 +212,7 @@ def _build_dynamic(w: Work) -> dict[str, Any]:
 
 
 # -- child: int8-static --------------------------------------------------------------------
-class _CalibrationReader:
+class CalibrationReader:
     """Feeds calibration rows to onnxruntime's calibrator in batches."""
 
     def __init__(self, arrays: dict[str, np.ndarray], batch: int) -> None:
@@ -201,7 +231,7 @@ class _CalibrationReader:
         self._batches = self._iter()
 
 
-def _final_probability_nodes(model: onnx.ModelProto) -> list[str]:
+def final_probability_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the Softmax/Sigmoid nodes that produce graph outputs (named first if unnamed)."""
     outputs = {o.name for o in model.graph.output}
     found = []
@@ -212,31 +242,54 @@ def _final_probability_nodes(model: onnx.ModelProto) -> list[str]:
     return found
 
 
-def _build_static(w: Work) -> dict[str, Any]:
-    src, dst, scratch, params, notes, progress = w.src, w.dst, w.scratch, w.params, w.notes, w.progress
+def prepare_static(w: Work) -> tuple[Path, list[str], dict[str, np.ndarray]]:
+    """The graph ready for static int8 (opset 13+, pre-processed) saved in the scratch folder.
+
+    Returns its path, the final Softmax/Sigmoid nodes that stay in float32, and the calibration rows.
+    """
+    arrays = load_arrays(Path(w.job["calibration"]))
+    model = ensure_opset(onnx.load(str(w.src)), QUANT_OPSET, w.notes, w.progress)
+    model = pre_process(model, w.scratch, w.notes, w.progress)
+    kept = final_probability_nodes(model)
+    if kept:
+        w.notes.append("the final Softmax/Sigmoid stays in float32, so the probabilities still sum to 1")
+    prepared = w.scratch / "prepared.onnx"
+    onnx.save(model, str(prepared))
+    return prepared, kept, arrays
+
+
+def quantize_qdq(prepared: Path, dst: Path, arrays: dict[str, np.ndarray], params: Mapping[str, Any], *,
+                 batch: int, nodes_to_exclude: list[str], nodes_to_quantize: list[str] | None = None,
+                 cache: Path | None = None) -> None:
+    """onnxruntime's static QDQ quantizer on ``prepared``; ``cache`` keeps the calibrated ranges between calls.
+
+    Raises:
+        InvalidModelError: the quantizer failed on this graph.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
-    arrays = load_arrays(Path(w.job["calibration"]))
-    rows = len(next(iter(arrays.values())))
-    model = ensure_opset(onnx.load(str(src)), QUANT_OPSET, notes, progress)
-    model = pre_process(model, scratch, notes, progress)
-    kept = _final_probability_nodes(model)
-    if kept:
-        notes.append("the final Softmax/Sigmoid stays in float32, so the probabilities still sum to 1")
-    prepared = scratch / "prepared.onnx"
-    onnx.save(model, str(prepared))
-    fixed = w.job.get("fixed_batch")
-    reader = _CalibrationReader(arrays, int(fixed or min(16, rows)))
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[params["calibration_method"]]
-    progress(f"calibrating on {rows} rows ({params['calibration_method']}) and quantizing (static QDQ)")
     try:
-        quantize_static(str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=params["op_types"], per_channel=bool(params["per_channel"]),
-                        calibrate_method=calibrate, nodes_to_exclude=kept)
+        quantize_static(str(prepared), str(dst), CalibrationReader(arrays, batch), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=params.get("op_types"), per_channel=bool(params["per_channel"]),
+                        calibrate_method=calibrate, nodes_to_exclude=nodes_to_exclude,
+                        nodes_to_quantize=nodes_to_quantize, calibration_cache_path=cache)
     except Exception as exc:  # noqa: BLE001
         raise InvalidModelError(f"onnxruntime's static quantizer failed on this graph: {first_line(exc)}") from exc
-    return {"calibration_rows": rows, "quantized_nodes": count_ops(dst, ("QuantizeLinear",))}
+
+
+def calibration_batch(job: Mapping[str, Any], rows: int) -> int:
+    """The batch the calibrator feeds: the model's fixed batch, or up to 16 rows."""
+    return int(job.get("fixed_batch") or min(16, rows))
+
+
+def _build_static(w: Work) -> dict[str, Any]:
+    prepared, kept, arrays = prepare_static(w)
+    rows = len(next(iter(arrays.values())))
+    w.progress(f"calibrating on {rows} rows ({w.params['calibration_method']}) and quantizing (static QDQ)")
+    quantize_qdq(prepared, w.dst, arrays, w.params, batch=calibration_batch(w.job, rows), nodes_to_exclude=kept)
+    return {"calibration_rows": rows, "quantized_nodes": count_ops(w.dst, ("QuantizeLinear",))}
 
 
 # -- advice ----------------------------------------------------------------------------------
