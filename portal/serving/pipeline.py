@@ -51,7 +51,7 @@ def _answer_rows(outputs: dict[str, np.ndarray], default: int) -> int:
 
 
 class PredictionSink(Protocol):
-    """Where finished predictions go: ``record`` queues one and never raises or waits."""
+    """Where finished predictions go: ``record`` (and ``record_ok``) queue one and never raise or wait."""
 
     def record(
         self, name: str, version: int, *, model_id: int | None = None, caller: str, source: str, rows: int,
@@ -59,6 +59,10 @@ class PredictionSink(Protocol):
         feature_names: list[str] | None = None, cache_hit: bool | None = None,
     ) -> None:
         """Queue one prediction of ``name:version``."""
+
+    def record_ok(self, version: ModelVersion, caller: str, source: str, rows: int, latency_s: float,
+                  feeds: Mapping[str, np.ndarray] | None, cache_hit: bool | None) -> None:
+        """``record`` of a success of ``version``, by position (the hot path of every prediction)."""
 
 
 class Pipeline:
@@ -200,9 +204,9 @@ class Pipeline:
                 raise
             raise error from exc
         latency = time.perf_counter() - start
-        if log:
-            self.record(version, caller=caller, source=source, rows=feeds.rows, latency_s=latency, feeds=feeds,
-                        cache_hit=hit)
+        sink = self.log
+        if log and sink is not None:  # by position, in one call: this runs on every prediction
+            sink.record_ok(version, caller, source, feeds.rows, latency, feeds.arrays, hit)
         return Prediction(
             ref=version.ref, outputs=outputs, rows=feeds.rows if feeds.batched else _answer_rows(outputs, feeds.rows),
             latency_s=latency,

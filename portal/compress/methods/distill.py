@@ -8,12 +8,13 @@ within ``train_seconds``. The student takes the parent's input and gives its
 outputs (names, dtypes, shapes), so predict, explain, REST and the comparison
 work on it unchanged. Students (:mod:`portal.compress.students`):
 
-    mlp, trees                               rows [N, features] ("auto": trees for a tree ensemble, else mlp)
+    mlp, trees                               rows [N, features] ("auto": mlp, faster than trees in onnxruntime)
+    mlp                                      sequences [N, steps, features], flattened first
     small-cnn, mobilenet_v3_small, resnet18  images [N, C, H, W] ("auto": small-cnn up to 32x32)
 
 Documented floors (tests/test_distill.py), top-1 agreement with the parent on
 held-out rows after 3-6 s of training on 2 busy CPU cores: a 50-tree random forest
-on breast cancer taught with its 200 reference rows, trees or mlp student: 97%
+on breast cancer taught with its 200 reference rows, mlp or trees student: 97%
 measured, floor 90% on the other 369 rows; the demo digits CNN taught with its 200
 reference digits, small-cnn student: 96% measured, floor 85% on the other 1,597 digits.
 """

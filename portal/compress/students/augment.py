@@ -5,6 +5,7 @@ neighbours of them. All draws come from one seeded generator, so equal inputs
 give an equal transfer set.
 
     rows     half gaussian jitter (5% of each column's spread), half mixup of two rows, clipped to the observed range
+             (sequences [N, steps, features] alike, each position and feature on its own)
     images   a random horizontal flip, a shift of up to an eighth of the side, and gaussian noise
 """
 
@@ -15,8 +16,8 @@ import numpy as np
 __all__ = ["MAX_TRANSFER_BYTES", "augment_images", "augment_rows", "transfer_size"]
 
 MAX_TRANSFER_BYTES = 256 * 1024 * 1024  # the augmented set stays well inside the sandbox's memory
-_MIN_ROWS = {2: 4000, 4: 2000}
-_FACTOR = {2: 10, 4: 8}
+_MIN_ROWS = {2: 4000, 3: 2000, 4: 2000}  # by the input's rank: rows, sequences, images
+_FACTOR = {2: 10, 3: 8, 4: 8}
 _MAX_ROWS = 20000
 
 
@@ -37,7 +38,7 @@ def augment_rows(x: np.ndarray, total: int, rng: np.random.Generator) -> np.ndar
     base = x64[rng.integers(0, len(x), half)]
     jittered = base + rng.normal(size=base.shape) * 0.05 * spread
     a, b = x64[rng.integers(0, len(x), extra - half)], x64[rng.integers(0, len(x), extra - half)]
-    lam = rng.uniform(size=(extra - half, 1))
+    lam = rng.uniform(size=(extra - half,) + (1,) * (x.ndim - 1))
     mixed = lam * a + (1 - lam) * b
     new = np.clip(np.concatenate([jittered, mixed]), low, high)
     return np.concatenate([x, new.astype(x.dtype)])

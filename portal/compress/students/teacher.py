@@ -111,7 +111,7 @@ def read_teacher(path: Path, sample: np.ndarray, *, fixed_batch: int | None, thr
     if len(inputs) != 1:
         raise InvalidModelError(
             f"distill does not apply: the model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-            "a student is trained for one numeric input (rows [N, features] or images [N, C, H, W]); "
+            "a student is trained for one numeric input (rows, sequences or images); "
             "export the model with its features in one tensor, or use another method")
     tensor = inputs[0].type.tensor_type
     if not inputs[0].type.HasField("tensor_type") or tensor.elem_type not in _FLOATS:
@@ -119,10 +119,10 @@ def read_teacher(path: Path, sample: np.ndarray, *, fixed_batch: int | None, thr
         raise InvalidModelError(
             f"distill does not apply: the input {inputs[0].name!r} is {dtype}, and a student learns from float "
             "inputs only (string or integer columns would need the parent's encoding); use another method")
-    if len(tensor.shape.dim) not in (2, 4):
+    if len(tensor.shape.dim) not in (2, 3, 4):
         raise InvalidModelError(
             f"distill does not apply: the input {inputs[0].name!r} has {len(tensor.shape.dim)} dimensions; "
-            "students exist for rows [N, features] and images [N, C, H, W] only")
+            "students exist for rows [N, features], sequences [N, steps, features] and images [N, C, H, W] only")
     for out in model.graph.output:
         if not out.type.HasField("tensor_type"):
             raise InvalidModelError(
