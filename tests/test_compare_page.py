@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from compare_fixtures import FEATURES, classifier_store, reference_frame
 from sqlalchemy import func, select
 from tiny import add_model, softmax_classifier
 from ui_fixtures import (  # noqa: F401  (fixtures)
@@ -18,26 +17,15 @@ from ui_fixtures import (  # noqa: F401  (fixtures)
     texts,
 )
 
+
 from portal import Portal
 from portal.storage.db import MeasurementRow
 from portal.compress.measure import VersionMeasurement, environment, save_run
 from portal.compress.variants import load_comparison
 
 PAGE = "app_pages/compare.py"
-FEATURES = ["a", "b", "c", "d"]
 
 
-def _reference() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(40, 4)).astype(np.float32), columns=FEATURES)
-    return frame.assign(target=["red", "green", "blue", "red"] * 10)
-
-
-def _store(home: Path) -> Portal:
-    portal = Portal.open(home)
-    add_model(portal, softmax_classifier(), "m", task="classification", reference=_reference(),
-              feature_names=FEATURES, class_labels=["red", "green", "blue"])
-    return portal
 
 
 def _measurement(
@@ -56,7 +44,7 @@ def _measurement(
 
 def _stored_comparison(home: Path) -> None:
     """m:1 with an int8-static variant m:2 that is 2× faster and flips one row of 40 (97.5% agreement)."""
-    portal = _store(home)
+    portal = classifier_store(home)
     parent = portal.get("m:1")
     portal.registry.add_version("m", blob_sha=parent.blob_sha, size_bytes=parent.size_bytes, source_format="onnx",
                                 info=parent.info, meta=parent.meta, parent="m:1", method="int8-static",
@@ -89,7 +77,7 @@ def test_page_renders_on_an_empty_store(empty_home: Path) -> None:
 
 
 def test_a_model_never_compared_invites_a_first_comparison(empty_home: Path) -> None:
-    _store(empty_home).close()
+    classifier_store(empty_home).close()
     at = new_app(PAGE)
     assert_clean(at)
     assert "m:1 has not been compared yet" in " ".join(texts(at.info))
@@ -97,7 +85,7 @@ def test_a_model_never_compared_invites_a_first_comparison(empty_home: Path) -> 
 
 
 def test_running_a_comparison_from_the_page_stores_and_shows_it(empty_home: Path) -> None:
-    _store(empty_home).close()
+    classifier_store(empty_home).close()
     at = new_app(PAGE)
     at.pills(key="compare.methods").set_value(["optimized"])
     button(at, "Create variants and compare").click()
@@ -150,7 +138,7 @@ def test_flipped_rows_are_listed_with_their_input_values(empty_home: Path) -> No
     flipped = at.dataframe[1].value
     listed = flipped[["row", "parent", "variant"]].to_dict("records")
     assert listed == [{"row": 5, "parent": "green", "variant": "blue"}]
-    assert flipped["a"].iloc[0] == _reference()["a"].iloc[5]
+    assert flipped["a"].iloc[0] == reference_frame()["a"].iloc[5]
 
 
 def test_promote_points_an_alias_at_the_chosen_variant(empty_home: Path) -> None:
@@ -189,7 +177,7 @@ def test_a_comparison_without_data_measures_on_synthetic_inputs(empty_home: Path
 # -- issue 14 item 7: the card's reason, no promote without a gain ------------------------------------
 def _stored_close_call(home: Path, *, low: float, high: float) -> None:
     """m:1 and an optimized variant m:2 whose speedup interval at every batch is [low, high] (400 rounds)."""
-    portal = _store(home)
+    portal = classifier_store(home)
     parent = portal.get("m:1")
     portal.registry.add_version("m", blob_sha=parent.blob_sha, size_bytes=parent.size_bytes, source_format="onnx",
                                 info=parent.info, meta=parent.meta, parent="m:1", method="optimized",

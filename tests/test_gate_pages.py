@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from compare_fixtures import FEATURES, classifier_store, reference_frame
 from streamlit.testing.v1 import AppTest
-from tiny import add_model, softmax_classifier
 from ui_fixtures import (  # noqa: F401  (fixtures)
     assert_clean,
     button,
@@ -19,6 +17,7 @@ from ui_fixtures import (  # noqa: F401  (fixtures)
     texts,
 )
 
+
 from portal import Portal
 from portal.compress.gate import Gate
 from portal.compress.measure import VersionMeasurement, environment, save_run
@@ -26,20 +25,8 @@ from portal.compress.methods import DEFAULT_METHODS
 from portal.compress.variants import load_comparison
 
 PAGE = "app_pages/compare.py"
-FEATURES = ["a", "b", "c", "d"]
 
 
-def _reference() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(40, 4)).astype(np.float32), columns=FEATURES)
-    return frame.assign(target=["red", "green", "blue", "red"] * 10)
-
-
-def _store(home: Path, *, labelled: bool = True) -> Portal:
-    portal = Portal.open(home)
-    add_model(portal, softmax_classifier(), "m", task="classification", feature_names=FEATURES,
-              reference=_reference() if labelled else None, class_labels=["red", "green", "blue"])
-    return portal
 
 
 def _measurement(ref: str, method: str | None, accuracy: float) -> VersionMeasurement:
@@ -56,7 +43,7 @@ def _measurement(ref: str, method: str | None, accuracy: float) -> VersionMeasur
 
 def _gated(home: Path, *, variant_accuracy: float) -> None:
     """m:1 and a 2× faster int8-static variant m:2 (same answers) with a stored gate ``accuracy>=parent-0.01``."""
-    portal = _store(home)
+    portal = classifier_store(home)
     parent = portal.get("m:1")
     portal.registry.add_version("m", blob_sha=parent.blob_sha, size_bytes=parent.size_bytes, source_format="onnx",
                                 info=parent.info, meta=parent.meta, parent="m:1", method="int8-static",
@@ -75,7 +62,7 @@ def _compare_page() -> AppTest:
 
 # -- the new comparison's settings ---------------------------------------------------------------------
 def test_the_methods_default_to_the_registry_and_the_opt_in_ones_show_their_settings(empty_home: Path) -> None:
-    _store(empty_home).close()
+    classifier_store(empty_home).close()
     at = new_app(PAGE)
     pills = at.pills(key="compare.methods")
     assert list(pills.value) == list(DEFAULT_METHODS)
@@ -96,14 +83,14 @@ def test_the_methods_default_to_the_registry_and_the_opt_in_ones_show_their_sett
 
 
 def test_the_gate_is_off_without_labels(empty_home: Path) -> None:
-    _store(empty_home, labelled=False).close()
+    classifier_store(empty_home, labelled=False).close()
     at = new_app(PAGE)
     assert at.text_area(key="compare.gate").disabled
     assert any("The gate is off. Needs labels: pick the label column" in c for c in texts(at.caption))
 
 
 def test_a_comparison_with_gate_rules_shows_and_enforces_them(empty_home: Path) -> None:
-    _store(empty_home).close()
+    classifier_store(empty_home).close()
     at = new_app(PAGE)
     assert not at.text_area(key="compare.gate").disabled  # the reference data has a "target" column
     at.pills(key="compare.methods").set_value(["optimized"])
@@ -125,7 +112,7 @@ def test_a_comparison_with_gate_rules_shows_and_enforces_them(empty_home: Path) 
 
 
 def test_a_bad_gate_rule_is_a_message_and_nothing_is_built(empty_home: Path) -> None:
-    _store(empty_home).close()
+    classifier_store(empty_home).close()
     at = new_app(PAGE)
     at.pills(key="compare.methods").set_value(["optimized"])
     at.text_area(key="compare.gate").set_value("f1>=0.9")

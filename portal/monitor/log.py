@@ -1,26 +1,19 @@
 """The prediction log: one row per prediction request, written in batches off the hot path.
 
-``PredictionLog.record`` only appends a tuple to a deque (a fraction of a
-microsecond, no lock, no I/O); a background thread turns the queued tuples into
-rows and inserts them in one transaction every ``flush_seconds``.  At batch 1 a
-prediction costs ~25 µs, so the log's 5% budget is about a microsecond: the
-writer holds the GIL as little as it can (columns built with ``zip`` and numpy,
-thousands of rows per INSERT so the driver's GIL hand-offs are rare), because
-whatever it does under the GIL the prediction threads wait for.  Inputs are sampled:
-at most ``sample_rows`` rows of a request, and at most one request per
-``sample_interval`` seconds per model version, so the log stays small however
-busy the model is.  Rows older than ``retention_days`` are pruned by the
-writer thread (at most once an hour) and by ``portal monitor prune``.
+``record`` / ``record_ok`` only append a tuple to a deque (no lock, no I/O); a background
+thread turns the queued tuples into rows and inserts them in one transaction every
+``flush_seconds``. A batch-1 prediction costs ~25 µs, so the log's 5% budget is about a
+microsecond: the writer holds the GIL as little as it can (columns built with ``zip`` and
+numpy, thousands of rows per INSERT), because the prediction threads wait for it. Inputs are
+sampled (at most ``sample_rows`` rows of one request per ``sample_interval`` seconds per model
+version). Rows older than ``retention_days`` are pruned by the writer (hourly at most) and by
+``portal monitor prune``. The queue is bounded: if the database is unavailable for long, the
+oldest records are dropped (and counted) rather than growing memory without end.
 
-The queue is bounded: if the database is unavailable for long, the oldest
-records are dropped (and counted) rather than growing memory without end.
-
-Rows are keyed by the model's id, never by its name, and live only as long as
-their version: the registry deletes a version's rows when it deletes the
-version, and the writer drops queued records of a version deleted meanwhile
-(checked in the transaction that inserts them, under a key-share lock on
-PostgreSQL), so a model registered later under the same name starts with an
-empty log.
+Rows are keyed by the model's id, never by its name, and live only as long as their version:
+the registry deletes a version's rows with it, and the writer drops queued records of a version
+deleted meanwhile (checked in the inserting transaction, under a key-share lock on PostgreSQL),
+so a model registered later under the same name starts with an empty log.
 """
 
 from __future__ import annotations
@@ -63,7 +56,7 @@ _FAST_FIELDS = 8  # a record_ok entry: (ts, version, caller, source, rows, laten
 
 
 def _expanded(item: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A :meth:`PredictionLog.record_ok` entry as :meth:`PredictionLog.record` queues one (in the writer thread)."""
+    """A :meth:`PredictionLog.record_ok` entry as :meth:`PredictionLog.record` queues one (writer thread)."""
     now, version, caller, source, rows, latency, hit, sample = item
     return (now, version.model_id, version.name, version.version, caller, source, rows, latency, None, None, hit,
             sample, None if sample is None else version.feature_names)
@@ -211,9 +204,8 @@ class PredictionLog:
     ) -> None:
         """Queue one prediction of ``name:version``; never raises, never waits on the database.
 
-        ``model_id`` (``ModelVersion.model_id``) says which model of that name it was;
-        without it the model that has the name when the record is written is taken.
-        """
+        ``model_id`` (``ModelVersion.model_id``) says which model of that name it was; without it,
+        the model that has the name when the record is written."""
         queue = self._queue
         if len(queue) >= self.max_queue:
             self.dropped += 1
@@ -237,12 +229,10 @@ class PredictionLog:
 
     def record_ok(self, version: Any, caller: str, source: str, rows: int, latency_s: float,
                   feeds: Mapping[str, np.ndarray] | None, cache_hit: bool | None) -> None:
-        """:meth:`record` of a prediction of ``version`` (a ``ModelVersion``) that succeeded: the pipeline's hot path.
+        """:meth:`record` of a success of ``version`` (a ``ModelVersion``): the pipeline's hot path.
 
-        At batch 1 a prediction of the benchmark's MLP takes ~25 µs and the log may cost 5%:
-        arguments by position, and the version's name, number, model id and feature names
-        read by the writer thread rather than here (a call of the old ten keywords cost
-        0.66 µs, an empty call with them 1-2% of the prediction).
+        Arguments by position; the writer, not this thread, reads the version's name, number, model id
+        and feature names (ten keywords cost 0.66 µs a call: 2.4% of a ~25 µs batch-1 prediction).
         """
         # every line here runs on every prediction, holding the GIL: kept to the fewest steps
         queue = self._queue
@@ -252,7 +242,7 @@ class PredictionLog:
         now = self.clock()
         sample = None
         if feeds is not None:
-            seen = self._seen
+            seen = self._seen  # (version object, compared by identity; when next due)
             if version is not seen[0] or now >= seen[1]:
                 sample = self._sample(now, version.name if version.model_id is None else version.model_id,
                                       version.version, feeds)
@@ -264,9 +254,8 @@ class PredictionLog:
     def _sample(self, now: float, model: int | str, version: int, feeds: Mapping[str, np.ndarray]) -> Any:
         """The first rows of ``feeds`` if the version's last sample is ``sample_interval`` old, else None.
 
-        Remembers the version and when it is next due in ``_hot`` (one tuple, replaced
-        whole, so threads never see half of it): until then ``record`` knows a request
-        of the same version is not sampled without building a key and looking it up.
+        Remembers the version and when it is next due in ``_hot`` (one tuple, replaced whole, so threads
+        never see half of it): until then ``record`` skips the lookup for a request of the same version.
         """
         if not self.sample_rows:  # sampling is off: never due
             self._hot = (model, version, math.inf)
