@@ -19,8 +19,9 @@ from portal.ui.compare_panels import (
 portal = current_portal()
 show_flash()
 st.title("Compare compressed variants")
-st.caption("Can this model be served smaller or faster without changing its answers? Create int8, fp16, pruned "
-           "and optimized variants, measure them on the same rows, and promote the one that fits.")
+st.caption("Can this model be served smaller or faster without changing its answers? Create int8 (also within an "
+           "accuracy budget), fp16, pruned, optimized and distilled variants, measure them on the same rows, see "
+           "what each changed in the graph, and promote the one that fits (past an evaluation gate if you set one).")
 
 version = picked_version(portal)
 lineage_header(portal, version)

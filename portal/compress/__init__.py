@@ -1,7 +1,7 @@
 """Compressed variants of ONNX models: build them, measure them against their parent, advise which to serve.
 
-This package owns compression: the methods (int8 dynamic and static, fp16,
-prune, optimized), each one :class:`~portal.compress.methods.Method` record with
+This package owns compression: the methods (int8 dynamic, static and
+budgeted, fp16, prune, optimized, distill), each one :class:`~portal.compress.methods.Method` record with
 its parameters, checks, builder, help and advice; building a variant in the
 sandboxed child and registering it as the model's next version; measuring a
 parent and its variants side by side (size, memory, interleaved latency,
@@ -26,6 +26,10 @@ Modules:
     agreement    what outputs mean (labels, probabilities) and how far a variant's are from its parent's
     advice       which variant to serve within a tolerance, and why the others fall short
     gate         the evaluation gate: metric thresholds on labelled rows a variant must meet to be promoted
+    graphdiff    the graph diff: each parent node's fate in a variant, the nodes added, counts by op type
+    graphmatch   how graphdiff matches the nodes of two graphs (by name, then written, then read tensors)
+    diffs        graph_diff(services, ref): the stored diff of a variant, or computed in the sandboxed child
+    students     distillation's students (mlp, trees, small CNN, torchvision), trained in the sandboxed child
     speed        the speed call from paired rounds (faster, no gain, slower, too close to call) and when to stop timing
     figures      plotly figures of a comparison (latency vs agreement, Pareto front)
     arrays       npz files the parent and the child hand each other; gzip size
