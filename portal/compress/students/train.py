@@ -46,11 +46,12 @@ def train_student(*, src: Path, dst: Path, scratch: Path, params: Mapping[str, A
     """
     began = time.monotonic()
     threads = int(job.get("threads") or 0) or 1  # small kernels: more threads spin-wait on a busy machine
-    given = _rows(Path(job["calibration"]), src)
+    parent = onnx.load(str(src))
+    given = _rows(Path(job["calibration"]), parent)
     progress(f"reading the parent and running it on {min(64, len(given))} rows")
     teacher = read_teacher(src, given[:64], fixed_batch=job.get("fixed_batch"), threads=threads)
     given = _shaped(given, teacher)
-    student = _pick(str(params["student"]), teacher, given, src, notes)
+    student = _pick(str(params["student"]), teacher, given, parent, notes)
     budget = _budget(float(params["train_seconds"]), job, int(job.get("threads") or 0) or _torch_threads(student),
                      notes)
     rng = np.random.default_rng(SEED)
@@ -84,7 +85,7 @@ def train_student(*, src: Path, dst: Path, scratch: Path, params: Mapping[str, A
     fit_to_parent = _fidelity(teacher, dst, given, [o[: len(given)] for o in outs])
     stats = {"student": student, **fitted, "budget_seconds": budget, "rows_given": len(given),
              "rows_trained": len(transfer), "augmented_rows": len(transfer) - len(given), **fit_to_parent,
-             "parameters_parent": count_parameters(onnx.load(str(src))), "parameters_student": count_parameters(model),
+             "parameters_parent": count_parameters(parent), "parameters_student": count_parameters(model),
              "seconds": round(time.monotonic() - began, 2)}
     notes.extend(_notes(stats, teacher))
     return stats
@@ -103,11 +104,10 @@ def _image_trainer(student: str) -> Callable[..., Any]:
     return trainer
 
 
-def _rows(path: Path, src: Path) -> np.ndarray:
+def _rows(path: Path, parent: onnx.ModelProto) -> np.ndarray:
     arrays = load_arrays(path)
-    model = onnx.load(str(src), load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
-    names = [i.name for i in model.graph.input if i.name not in inits]
+    inits = {i.name for i in parent.graph.initializer}
+    names = [i.name for i in parent.graph.input if i.name not in inits]
     if len(names) == 1 and names[0] in arrays:
         return arrays[names[0]]
     if len(names) != 1:
@@ -129,7 +129,7 @@ def _shaped(x: np.ndarray, teacher: Teacher) -> np.ndarray:
 _MOBILENET_V3_SMALL_PARAMETERS = 2_542_856  # torchvision's, 1,000 classes
 
 
-def _pick(student: str, teacher: Teacher, x: np.ndarray, src: Path, notes: list[str]) -> str:
+def _pick(student: str, teacher: Teacher, x: np.ndarray, parent: onnx.ModelProto, notes: list[str]) -> str:
     """The student to train; "auto" picks by the parent's input (and, for rows, its operators)."""
     if teacher.rank == 3:
         if student not in ("auto", "mlp"):
@@ -147,7 +147,7 @@ def _pick(student: str, teacher: Teacher, x: np.ndarray, src: Path, notes: list[
                 f"pick {' or '.join(TABULAR_STUDENTS)} (or auto)")
         if student == "auto":  # measured (bench/compression.py, 100-tree forest): the trees student ran at 0.76x /
             # 0.63x its parent's speed at batch 1 / 32, the mlp student at 0.73x / 2.1x, as faithful on held-out rows
-            trees = any(n.op_type in _TREE_OPS for n in onnx.load(str(src), load_external_data=False).graph.node)
+            trees = any(n.op_type in _TREE_OPS for n in parent.graph.node)
             student = "mlp"
             notes.append("student picked automatically: mlp (a small network runs faster in onnxruntime than "
                          + ("a tree ensemble such as the parent; pick trees for a student of trees)" if trees
@@ -160,7 +160,7 @@ def _pick(student: str, teacher: Teacher, x: np.ndarray, src: Path, notes: list[
     if student == "auto":
         small = max(x.shape[2:]) <= SMALL_CNN_MAX_SIDE
         # a student as big as its parent saves nothing: mobilenet_v3_small only for parents well above its size
-        light = count_parameters(onnx.load(str(src))) < 2 * _MOBILENET_V3_SMALL_PARAMETERS
+        light = count_parameters(parent) < 2 * _MOBILENET_V3_SMALL_PARAMETERS
         student = "small-cnn" if small or light else "mobilenet_v3_small"
         why = ("are small" if small else f"come from a parent of under {2 * _MOBILENET_V3_SMALL_PARAMETERS:,} "
                "parameters, which mobilenet_v3_small would not shrink" if light
