@@ -143,11 +143,20 @@ def _register(page: Any, ref: str) -> None:
     _calm(page)
 
 
+def _see(page: Any, text: str) -> None:
+    """Wait for ``text``; when it does not come, fail with what the page says instead (CI keeps no screenshots)."""
+    try:
+        page.get_by_text(text).wait_for()
+    except Exception as exc:
+        raise AssertionError(f"{text!r} did not show; alerts: {_alerts(page)}; page:\n{_main(page)[-3000:]}") from exc
+
+
 def _image_settings(page: Any, labels: Path) -> None:
+    page.get_by_text("Image settings").first.wait_for()
     _type(page, "Mean", IMAGENET_MEAN)
     _type(page, "Std", IMAGENET_STD)
     _uploader(page, "Labels file").set_input_files(str(labels))
-    page.get_by_text(f"1000 labels read from {labels.name} · the model has 1000 classes").wait_for()
+    _see(page, f"1000 labels read from {labels.name} · the model has 1000 classes")
     _calm(page)
 
 

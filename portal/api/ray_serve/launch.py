@@ -16,6 +16,12 @@ from .settings import RaySettings
 __all__ = ["APP_NAME", "build_app", "replica_table", "run", "serve_cli", "start", "stop"]
 
 APP_NAME = "portal"
+# Serve's router gives a replica 0.1 s to say how busy it is; one that answers later is passed
+# over for this request, and a multiplexed request then goes to a replica without its model,
+# which loads it (seconds) and may evict another: on busy cores that broke stickiness.  Half a
+# second is far below a model load.  A local Ray's processes inherit it; on a cluster set it
+# on `ray start` (an operator's own value wins).
+RAY_DEFAULTS = {"RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "0.5", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def replica_table() -> list[dict[str, Any]]:
@@ -49,7 +55,8 @@ def build_app(settings: RaySettings, env: dict[str, str] | None = None) -> Any:
 
 def start(settings: RaySettings, env: dict[str, str] | None = None) -> None:
     """Start (or join) Ray, then Serve with HTTP on ``settings.host:port``, and deploy the app."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for name, value in RAY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     import ray
 
     if settings.address == "local":
