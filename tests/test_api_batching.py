@@ -124,16 +124,18 @@ def test_only_known_cheap_small_unbatched_requests_run_on_the_event_loop(tmp_pat
     try:
         ctx = ApiContext(portal, ApiSettings(batching=frozenset({"batched"})))
         assert not ctx.inline(("iris", None), 100, arrived_idle=True)  # nothing known yet: a thread
-        ctx.record_cost(("iris", None), 0.0002)
+        ctx.record_cost(("iris", None), 100, 0.0002)
         assert ctx.inline(("iris", None), 100, arrived_idle=True)
+        assert ctx.inline(("iris", None), 120, arrived_idle=True)  # within a factor of 2: same size class
+        assert not ctx.inline(("iris", None), 300, arrived_idle=True)  # bigger: measured in a thread first
         assert not ctx.inline(("iris", None), 10 * 1024 * 1024, arrived_idle=True)  # big body
         assert not ctx.inline(("iris", "2"), 100, arrived_idle=True)  # another version segment is another key
         for _ in range(10):
-            ctx.record_cost(("iris", None), 0.05)  # it became expensive
+            ctx.record_cost(("iris", None), 100, 0.05)  # it became expensive
         assert not ctx.inline(("iris", None), 100, arrived_idle=True)
-        ctx.record_cost(("batched", None), 0.0001)
+        ctx.record_cost(("batched", None), 100, 0.0001)
         assert not ctx.inline(("batched", None), 100, arrived_idle=True)
-        ctx.record_cost(("cheap", None), 0.0001)
+        ctx.record_cost(("cheap", None), 100, 0.0001)
         assert ctx.inline(("cheap", None), 100, arrived_idle=True)
         assert not ctx.inline(("cheap", None), 100, arrived_idle=False)  # reached a busy server
         ctx.in_flight = 3  # others are being served: a thread, so onnxruntime overlaps with them
@@ -141,3 +143,17 @@ def test_only_known_cheap_small_unbatched_requests_run_on_the_event_loop(tmp_pat
         ctx.close()
     finally:
         portal.close()
+
+
+@pytest.mark.parametrize(("model", "bounded"), [
+    (iris_model(), True),
+    (slow_model(layers=2), False),  # Expand to a shape the request gives
+])
+def test_only_graphs_whose_work_their_input_size_bounds_may_run_on_the_event_loop(model, bounded):
+    from portal.api.inline import size_bounded
+
+    assert size_bounded(describe_model(model)) is bounded
+    assert not size_bounded({})  # operators not known: a thread
+    assert not size_bounded({"operators": {"MatMul": 2, "Loop": 1}})
+    assert not size_bounded({"operators": {"MatMul": 2, "com.example.Custom": 1}})
+    assert size_bounded({"operators": {"ai.onnx.ml.TreeEnsembleClassifier": 1, "ai.onnx.ml.ZipMap": 1, "Cast": 2}})

@@ -28,6 +28,7 @@ def tokens(tmp_path_factory):
         users = make_users(portal)
         add_model(portal, "slow", slow_model())
         add_model(portal, "iris", iris_model())
+        add_model(portal, "expand", slow_model(layers=16))  # cheap or many seconds: the request's values decide
     finally:
         portal.close()
     return home, users
@@ -54,6 +55,26 @@ def test_slow_inference_is_stopped_with_504_and_the_server_goes_on(client):
     assert "ran past the limit of 1.5 s and was stopped" in response.json()["error"]
     assert elapsed < 10
     assert client.post("/v2/models/iris/infer", json=QUICK).status_code == 200
+
+
+def test_a_model_whose_work_a_request_decides_never_runs_on_the_event_loop(client):
+    """Cheap for 30 requests, then one as small that runs until the timeout: the server answers meanwhile."""
+    cheap = {"inputs": [SLOW["inputs"][0], {**SLOW["inputs"][1], "data": [1, 1]}]}
+    costly = {"inputs": [SLOW["inputs"][0], {**SLOW["inputs"][1], "data": [131072, 1]}]}  # ~1 TFLOP
+    for _ in range(30):  # each alone on an idle server, well under the inline limit: the door learns it is cheap
+        assert client.post("/v2/models/expand/infer", json=cheap).status_code == 200
+    results: list[int] = []
+    thread = threading.Thread(target=lambda: results.append(
+        client.post("/v2/models/expand/infer", json=costly).status_code))
+    thread.start()
+    # on the event loop the run would hold every other request until its 1.5 s timeout; in a thread it does not
+    deadline, seen = time.monotonic() + 10, False
+    while not seen and thread.is_alive() and time.monotonic() < deadline:
+        seen = "portal_http_requests_in_flight 2.0" in client.get("/metrics").text
+    running = thread.is_alive()
+    thread.join()
+    assert seen and running, "the server did not answer while the expensive request ran"
+    assert results == [504]
 
 
 def test_over_the_concurrency_limit_is_503_with_retry_after(client):

@@ -28,6 +28,7 @@ from ..serving.runtime import LoadedSession, SessionConfig
 from ..storage.refs import ModelRef, check_name, is_version_number
 from ..storage.registry import ModelVersion
 from .batching import Batcher, batchable
+from .inline import size_bounded
 from .limits import Deadline, Watchdog
 from .metrics import ApiMetrics
 from .settings import ApiSettings
@@ -35,6 +36,7 @@ from .tensors import InferRequest
 
 __all__ = ["ApiContext", "Call", "Offload", "context"]
 
+_MAX_COSTS = 4096
 T = TypeVar("T")
 
 
@@ -80,7 +82,8 @@ class ApiContext:
         self._batchers: dict[str, Batcher] = {}
         self._batchers_lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
-        self._costs: dict[tuple[str, str | None], float] = {}
+        self._costs: dict[tuple[str, str | None, int], float] = {}
+        self._bounded: dict[str, bool] = {}  # by blob sha: the graph's work is bounded by its input's size
         self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._local_db = portal.registry.engine.dialect.name == "sqlite"
         self.in_flight = 0  # requests being served, kept by the Guard on the event loop
@@ -94,25 +97,43 @@ class ApiContext:
 
         Only when it reached an idle server (see ``Guard``; under load a thread lets
         onnxruntime run on one core while the event loop reads the next request on
-        another) and is still alone, and is known to be cheap: its recent CPU cost (an average of the
-        thread CPU time of earlier requests, so queueing and preemption do not
-        count) is under ``inline_seconds``, the body is small, the user database
-        is a local SQLite file, and the model is not batched (batching needs
-        requests to wait for each other in threads).
+        another) and is still alone, and is known to be cheap: the recent CPU cost
+        of requests of its size (an average of the thread CPU time of earlier
+        requests whose body was within a factor of 2 of this one's, so queueing
+        and preemption do not count, and a bigger request is measured in a thread
+        first) is under ``inline_seconds``, the body is small, the user database is
+        a local SQLite file, and the model is not batched (batching needs requests
+        to wait for each other in threads).  The route also needs
+        :meth:`inline_safe` once the version is resolved.
         """
         return (
             arrived_idle
             and self.in_flight <= 1
             and self._local_db
             and body_bytes <= self.settings.inline_body_bytes
-            and self._costs.get(key, 1.0) < self.settings.inline_seconds
+            and self._costs.get((*key, body_bytes.bit_length()), 1.0) < self.settings.inline_seconds
             and key[0] not in self.settings.batching
         )
 
-    def record_cost(self, key: tuple[str, str | None], seconds: float) -> None:
-        """Fold the CPU seconds of one served request into ``key``'s running average."""
-        old = self._costs.get(key)
-        self._costs[key] = seconds if old is None else 0.8 * old + 0.2 * seconds
+    def record_cost(self, key: tuple[str, str | None], body_bytes: int, seconds: float) -> None:
+        """Fold the CPU seconds of one served request of ``body_bytes`` into ``key``'s running average for its size."""
+        bucket = (*key, body_bytes.bit_length())
+        old = self._costs.get(bucket)
+        if old is None and len(self._costs) >= _MAX_COSTS:
+            self._costs.clear()  # names and versions are the callers' to choose: keep the table bounded
+        self._costs[bucket] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    def inline_safe(self, version: ModelVersion) -> bool:
+        """Whether ``version`` may run on the event loop: loaded already, and its work bounded by its input's size.
+
+        Loading takes long; and a graph whose work a request's values decide
+        (``portal.api.inline``) may be cheap once and run for the whole timeout
+        the next time.
+        """
+        bounded = self._bounded.get(version.blob_sha)
+        if bounded is None:
+            bounded = self._bounded[version.blob_sha] = size_bounded(version.info)
+        return bounded and self.is_loaded(version)
 
     def is_loaded(self, version: ModelVersion) -> bool:
         """Whether the version's session is in the cache now (so using it will not load it)."""

@@ -102,8 +102,8 @@ def _infer(request: Request, name: str, version: str | None, body: bytes, *, inl
     started = time.thread_time()
 
     def decode(resolved: ModelVersion) -> InferRequest:
-        if inline and not ctx.is_loaded(resolved):
-            raise Offload  # loading a model takes long: never on the event loop
+        if inline and not ctx.inline_safe(resolved):
+            raise Offload  # a load, or a graph whose work the request's values decide: never on the event loop
         media_type(request, accepted=("application/json", "application/octet-stream"))
         signature = resolved.signature
         return decode_infer_request(
@@ -118,7 +118,7 @@ def _infer(request: Request, name: str, version: str | None, body: bytes, *, inl
         doc["id"] = parsed.id
     doc["outputs"] = entries
     head = json.dumps(doc, separators=(",", ":")).encode()
-    ctx.record_cost((name, version), time.thread_time() - started)
+    ctx.record_cost((name, version), len(body), time.thread_time() - started)
     if not binary:
         return Response(head, media_type="application/json")
     return Response(head + binary, media_type="application/octet-stream",
