@@ -89,6 +89,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         add_model(portal, "drafts", iris_model(), owner="analyst")
         portal.registry.update_model("drafts", actor="test", visibility="private")
         add_model(portal, "slow", slow_model(), owner="analyst")
+        add_model(portal, "expand", slow_model(layers=16), owner="analyst")  # cheap, or seconds: an input decides
     finally:
         portal.close()
     for server in serve(home, env=LIMITS, grpc=True):
@@ -347,6 +348,38 @@ def test_inference_past_the_time_limit_is_deadline_exceeded(world, triton):
     _refused(lambda: triton.infer("slow", inputs, headers=headers), "DEADLINE_EXCEEDED",
              "ran past the limit of 5 s and was stopped")
     _assert_ready(world)
+
+
+def test_a_cheap_call_is_answered_while_a_model_whose_work_an_input_decides_runs(world, triton):
+    """Cheap calls run on the server's event loop; a graph whose work an input's values decide never does."""
+    _, tokens, server, _ = world
+    headers = _auth(tokens, "viewer")
+    x = _tensor("x", np.full((1, 512), 0.01, np.float32), "FP32")
+    for _ in range(30):  # the door learns that calls of this size to "expand" are cheap
+        triton.infer("expand", [x, _tensor("rows", np.array([[1, 1]], np.int64), "INT64")], headers=headers)
+    costly = [x, _tensor("rows", np.array([[131072, 1]], np.int64), "INT64")]  # ~1 TFLOP, as small a message
+    outcome: list[str] = []
+
+    def run() -> None:
+        client = tgrpc.InferenceServerClient(server.grpc_target)
+        try:
+            client.infer("expand", costly, headers=headers)
+            outcome.append("OK")
+        except InferenceServerException as exc:
+            outcome.append(str(exc.status()))
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    _poll(server, "the costly call in flight", lambda: "portal_grpc_requests_in_flight 1.0" in _metrics(server, tokens))
+    # on the event loop the costly run would hold this call until its 5 s limit; in a thread it does not
+    ones = _tensor("x", np.ones((1, 4), np.float32), "FP32")
+    assert triton.infer("iris", [ones], headers=headers).as_numpy("probs").shape == (1, 3)
+    running = thread.is_alive()
+    thread.join()
+    assert running, "the cheap call was answered only after the costly one ended"
+    assert outcome == ["StatusCode.DEADLINE_EXCEEDED"]
 
 
 # -- metrics and the prediction log ------------------------------------------------------------------------

@@ -64,6 +64,27 @@ def test_a_checked_token_is_served_from_the_cache_until_the_database_changes(acc
         cache.close()
 
 
+def test_cached_answers_only_what_was_checked_since_the_last_change(accounts):
+    portal, auth = accounts
+    token = auth.create_token("ana", actor="test")
+    secret = token.secret
+    cache = TokenCache(auth, portal.registry.engine)
+    try:
+        assert cache.cached(secret) is None  # never checked: the door reads the database in a thread
+        assert cache.user(secret).name == "ana"
+        _wait_for_last_use(portal)
+        assert cache.user(secret).name == "ana"  # checked again after the stamp's commit
+        user = cache.cached(secret)
+        assert user is not None and user.name == "ana"
+        assert cache.cached("mpt_not-a-token") is None
+        auth.revoke_token(token.info.id, actor="test")
+        assert cache.cached(secret) is None  # the file changed: nothing is trusted
+        with pytest.raises(AuthenticationError):
+            cache.user(secret)
+    finally:
+        cache.close()
+
+
 def _wait_for_last_use(portal: Portal, deadline_s: float = 30.0) -> None:
     """Poll (with a deadline, no sleep) until the background stamp of a token's last use is committed."""
     ends = time.monotonic() + deadline_s

@@ -106,10 +106,12 @@ class ApiContext:
         to wait for each other in threads).  The route also needs
         :meth:`inline_safe` once the version is resolved.
         """
+        return arrived_idle and self.in_flight <= 1 and self.cheap(key, body_bytes)
+
+    def cheap(self, key: tuple[str, str | None], body_bytes: int) -> bool:
+        """Whether requests for ``key`` of this size are known to be cheap (see :meth:`inline`), busy or not."""
         return (
-            arrived_idle
-            and self.in_flight <= 1
-            and self._local_db
+            self._local_db
             and body_bytes <= self.settings.inline_body_bytes
             and self._costs.get((*key, body_bytes.bit_length()), 1.0) < self.settings.inline_seconds
             and key[0] not in self.settings.batching

@@ -4,7 +4,7 @@ In order: a request id (the client's ``x-request-id`` metadata when it is sane,
 else a new one; sent back in the trailing metadata); the bearer token from the
 ``authorization`` metadata (UNAUTHENTICATED); a concurrency slot
 (RESOURCE_EXHAUSTED); then the request message, which must arrive within
-``PORTAL_API_BODY_TIMEOUT_S`` (the call is cancelled otherwise).  The token and
+``PORTAL_API_BODY_TIMEOUT_S`` (the call is cancelled otherwise, ``service.py``).  The token and
 the slot are checked before a byte of the message is read.  Whatever happens,
 the metrics and one JSON access-log line are written, and every error becomes a
 gRPC status with a message a user can act on; an unexpected exception becomes
@@ -13,28 +13,23 @@ INTERNAL naming the request id, the traceback going to the server log only.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any
 
 import grpc
 
-from ...accounts.auth import User
 from ...errors import AuthenticationError, CorruptBlobError, MemoryLimitError, PortalError
 from ..context import ApiContext
 from ..guard import access_logger
-from .tokencache import TokenCache
 
-__all__ = ["Exchange", "ReadTimer", "RequestIds", "Slots", "authenticate", "finish", "status_of"]
+__all__ = ["Exchange", "RequestIds", "Slots", "bearer_token", "finish", "status_of"]
 
 _log = logging.getLogger("portal.api")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -64,7 +59,7 @@ class Exchange:
     version: str | None = None
 
     @classmethod
-    def start(cls, method: str, metadata: dict[str, str], context: grpc.ServicerContext,
+    def start(cls, method: str, metadata: dict[str, str], context: grpc.aio.ServicerContext,
               new_id: Callable[[], str]) -> Exchange:
         given = metadata.get("x-request-id")
         request_id = given if given and _REQUEST_ID.fullmatch(given) else new_id()
@@ -92,11 +87,11 @@ def status_of(exc: PortalError) -> grpc.StatusCode:
     return _CODES.get(exc.status, grpc.StatusCode.INTERNAL)
 
 
-def authenticate(tokens: TokenCache, metadata: dict[str, str]) -> User:
-    """The user of the ``authorization: Bearer TOKEN`` metadata, checked by ``tokens``.
+def bearer_token(metadata: dict[str, str]) -> str:
+    """The token of the ``authorization: Bearer TOKEN`` metadata (checked by ``TokenCache``).
 
     Raises:
-        AuthenticationError: no metadata, a malformed value, an unknown or revoked token, a disabled user.
+        AuthenticationError: no metadata, or a malformed value.
     """
     header = metadata.get("authorization")
     if not header:
@@ -107,7 +102,7 @@ def authenticate(tokens: TokenCache, metadata: dict[str, str]) -> User:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise AuthenticationError("use the metadata 'authorization: Bearer <token>'")
-    return tokens.user(value.strip())
+    return value.strip()
 
 
 class Slots:
@@ -128,57 +123,6 @@ class Slots:
     def give(self) -> None:
         with self._lock:
             self.used -= 1
-
-
-class ReadTimer:
-    """Cancels calls whose request message has not arrived ``timeout`` seconds after they started reading it.
-
-    One thread for every call, like the inference ``Watchdog``: all deadlines
-    share one timeout, so insertion order is deadline order.
-    """
-
-    def __init__(self, timeout: float, on_fire: Any) -> None:
-        self.timeout = timeout
-        self.on_fire = on_fire
-        self._pending: OrderedDict[int, tuple[float, grpc.ServicerContext]] = OrderedDict()
-        self._ids = itertools.count()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    @contextlib.contextmanager
-    def guard(self, context: grpc.ServicerContext) -> Iterator[None]:
-        key = next(self._ids)
-        with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="portal-grpc-read-timer", daemon=True)
-                self._thread.start()
-            self._pending[key] = (time.monotonic() + self.timeout, context)
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._pending.pop(key, None)
-
-    def _loop(self) -> None:
-        with self._cond:
-            while not self._closed:
-                if not self._pending:
-                    self._cond.wait(self.timeout)
-                    continue
-                key, (at, context) = next(iter(self._pending.items()))
-                wait = at - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(min(wait, self.timeout))
-                    continue
-                del self._pending[key]
-                self.on_fire()
-                context.cancel()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
 
 
 def finish(ctx: ApiContext, ex: Exchange, seconds: float) -> None:

@@ -1,8 +1,10 @@
 """The gRPC server next to the HTTP app, in the same process, over the same ``ApiContext``.
 
-A ``grpc.server`` with a thread pool: a call runs start to end on one pool
-thread (token, slot, message, prediction, answer), so there is no hand-off per
-call.  Its limits are the HTTP app's settings: messages up to
+A ``grpc.aio`` server on an event loop of its own, in a thread of its own (the
+HTTP app's loop belongs to uvicorn): the handlers are coroutines that hand to
+threads only what may block (``service.py``).  Against grpcio's thread-pool
+server, that saves a thread hand-off per call and the GIL contention of dozens
+of threads: ``bench/load.py --grpc`` measured it.  Its limits are the HTTP app's settings: messages up to
 ``PORTAL_API_MAX_BODY_MB`` (gRPC answers RESOURCE_EXHAUSTED above it, before
 the handler runs), ``PORTAL_API_MAX_CONCURRENCY`` calls at once, the inference
 timeout and the body timeout.
@@ -10,8 +12,10 @@ timeout and the body timeout.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any
 
 import grpc
@@ -23,8 +27,8 @@ from .service import SERVICE, Service
 __all__ = ["GrpcServer", "GrpcStartError", "grpc_port_error", "load_messages"]
 
 _log = logging.getLogger("portal.api")
-# threads beyond the concurrency slots, so a call over the limit is refused at once (not queued)
-_SPARE_THREADS = 8
+# calls beyond the concurrency slots that gRPC lets in, so that one over the limit hears why (not a bare refusal)
+_SPARE_CALLS = 8
 _STOP_GRACE_S = 5.0
 
 
@@ -70,21 +74,50 @@ class GrpcServer:
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
-        self._server: grpc.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: grpc.aio.Server | None = None
         self._service: Service | None = None
+        self._stopped: asyncio.Event | None = None
 
     def start(self) -> GrpcServer:
-        """Bind and start serving.
+        """Bind and start serving (in a thread of its own, with its own event loop).
 
         Raises:
             GrpcStartError: the address cannot be bound, or the generated code cannot load.
         """
-        settings = self.ctx.settings
         self._service = Service(self.ctx, load_messages())
-        threads = settings.max_concurrency + _SPARE_THREADS
-        server = grpc.server(
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="portal-grpc"),
-            maximum_concurrent_rpcs=threads,
+        bound: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(bound,), name="portal-grpc", daemon=True)
+        self._thread.start()
+        try:
+            self.port = bound.result()
+        except BaseException:
+            self._thread.join()
+            self._thread = None
+            self._service.close()
+            self._service = None
+            raise
+        return self
+
+    def _run(self, bound: concurrent.futures.Future[int]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(bound))
+        except BaseException as exc:  # noqa: BLE001 - handed to start()'s caller
+            if not bound.done():
+                bound.set_exception(exc)
+            else:
+                _log.error("the gRPC server stopped on an error", exc_info=exc)
+        finally:
+            loop.close()
+
+    async def _serve(self, bound: concurrent.futures.Future[int]) -> None:
+        assert self._service is not None
+        settings = self.ctx.settings
+        server = grpc.aio.server(
+            maximum_concurrent_rpcs=settings.max_concurrency + _SPARE_CALLS,
             options=[
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
                 ("grpc.max_send_message_length", -1),
@@ -98,22 +131,32 @@ class GrpcServer:
         address = f"[{self.host}]:{self.port}" if ":" in self.host and not self.host.startswith("[") else \
             f"{self.host}:{self.port}"
         try:
-            bound = server.add_insecure_port(address)
+            port = server.add_insecure_port(address)
         except RuntimeError:  # grpcio raises where older versions returned 0
-            bound = 0
-        if not bound:
-            self._service.close()
+            port = 0
+        if not port:
             raise GrpcStartError(grpc_port_error(address))
-        self.port = bound
-        server.start()
-        self._server = server
-        return self
+        await server.start()
+        self._server, self._stopped = server, asyncio.Event()
+        bound.set_result(port)
+        await self._stopped.wait()
 
     def stop(self, grace: float = _STOP_GRACE_S) -> None:
         """Stop accepting calls; give those in flight ``grace`` seconds."""
-        if self._server is not None:
-            self._server.stop(grace).wait()
-            self._server = None
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(grace), loop).result(grace + 10)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                _log.warning("the gRPC server did not stop within %g s", grace + 10)
+            thread.join(grace + 10)
+        self._loop = self._thread = self._server = None
         if self._service is not None:
             self._service.close()
             self._service = None
+
+    async def _shutdown(self, grace: float) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._stopped is not None:
+            self._stopped.set()

@@ -11,18 +11,28 @@ UNIMPLEMENTED.
 
 Every method is registered as stream-unary, which a unary client cannot tell
 apart on the wire, so the handler decides when to read the request message:
-after the token and the concurrency slot are checked, never before.  At most
-``PORTAL_API_INFER_THREADS`` calls run their model at once (the others wait for
-their turn holding their slot), as over HTTP: more threads than that only take
-turns at the GIL.
+after the token and the concurrency slot are checked, never before.
+
+The handlers are coroutines on the server's event loop (``server.py``).  What
+may block runs in threads: a token the cache cannot answer, metadata and
+readiness (database reads, a model load), and every ModelInfer that is not
+known to be cheap, at most ``PORTAL_API_INFER_THREADS`` at once (the others wait
+for their turn holding their slot), as over HTTP.  A ModelInfer known to be
+cheap (``ApiContext.cheap``: requests of its size took under
+``PORTAL_API_INLINE_MS`` of CPU, to a loaded model whose work its input's size
+bounds, ``ApiContext.inline_safe``) runs on the loop: for a small model the
+hand-off to a thread and back costs more than the run.  When the client's
+deadline passes or it cancels while its run is in a thread, the run is stopped
+(``RunOptions.terminate``), and the call keeps its slot and stays in flight
+until the run has stopped, so the limits count every run.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,18 +42,19 @@ from google.protobuf.message import DecodeError
 from ...errors import AuthenticationError, InvalidInputError, NotFoundError, PortalError
 from ...storage.registry import ModelVersion
 from ...serving.signature import tensor_inputs
-from ..context import ApiContext, Call
+from ..context import ApiContext, Call, Offload
 from ..limits import Deadline
 from ..tensors import InferRequest
 from ..routes.v2 import model_metadata_doc, model_ready_doc, server_metadata, server_ready
 from .codec import decode_model_infer, encode_model_infer
-from .door import Exchange, ReadTimer, RequestIds, Slots, authenticate, finish, log_internal, status_of
+from .door import Exchange, RequestIds, Slots, bearer_token, finish, log_internal, status_of
 from .tokencache import TokenCache
 
 __all__ = ["SERVICE", "Service"]
 
 SERVICE = "inference.GRPCInferenceService"
-Run = Callable[["Service", Call | None, Any, grpc.ServicerContext], Any]
+Run = Callable[["Service", Call | None, Any, "_Turn"], Awaitable[Any]]
+_IO_THREADS = 4  # token checks, metadata and readiness: database reads, off the event loop
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,7 @@ class _Method:
 
 
 class Service:
-    """The servicer: ``handlers()`` are what a ``grpc.Server`` registers under ``SERVICE``.
+    """The servicer: ``handlers()`` are what a ``grpc.aio`` server registers under ``SERVICE``.
 
     Args:
         ctx: the API context the HTTP app serves (portal, users, limits, metrics).
@@ -66,54 +77,65 @@ class Service:
         self.ctx = ctx
         self.pb = pb
         self.slots = Slots(ctx.settings.max_concurrency)
-        self.running = threading.BoundedSemaphore(max(1, ctx.settings.infer_threads))
-        self.reader = ReadTimer(ctx.settings.body_timeout_seconds,
-                                on_fire=ctx.metrics.grpc_rejected.labels("slow_body").inc)
+        self.runs = ThreadPoolExecutor(max(1, ctx.settings.infer_threads), thread_name_prefix="portal-grpc-run")
+        self.io = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="portal-grpc-io")
         self.tokens = TokenCache(ctx.auth, ctx.portal.registry.engine)
         self.request_ids = RequestIds()
 
     def close(self) -> None:
-        self.reader.close()
+        """After the server stopped: runs still going finish in their threads, then the threads end."""
+        self.runs.shutdown(wait=False)
+        self.io.shutdown(wait=False)
         self.tokens.close()
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        return {m.name: grpc.stream_unary_rpc_method_handler(functools.partial(self._serve, m)) for m in _METHODS}
+        return {m.name: grpc.stream_unary_rpc_method_handler(self._handler(m)) for m in _METHODS}
+
+    def _handler(self, method: _Method) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]:
+        async def handle(requests: Any, context: grpc.aio.ServicerContext) -> bytes:
+            return await self._serve(method, context)
+
+        return handle
 
     # -- one call -----------------------------------------------------------------------
-    def _serve(self, method: _Method, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+    async def _serve(self, method: _Method, context: grpc.aio.ServicerContext) -> bytes:
         start = time.perf_counter()
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         ex = Exchange.start(method.name, metadata, context, self.request_ids)
         self.ctx.metrics.grpc_in_flight.inc()
+        turn = _Turn(ex)
         try:
-            answer, message = self._answer(method, requests, context, metadata, ex)
+            answer, message = await self._answer(method, context, metadata, turn)
         finally:
-            self.ctx.metrics.grpc_in_flight.dec()
-            finish(self.ctx, ex, time.perf_counter() - start)
+            turn.end(lambda: self._release(turn, time.perf_counter() - start))
         if answer is None:
-            context.abort(ex.code, message)  # raises
+            await context.abort(ex.code, message)  # raises
         return answer
 
-    def _answer(self, method: _Method, requests: Iterator[bytes], context: grpc.ServicerContext,
-                metadata: dict[str, str], ex: Exchange) -> tuple[bytes | None, str]:
-        call = None
+    def _release(self, turn: _Turn, seconds: float) -> None:
+        """The call is over and its run, if it had one in a thread, has stopped: free its slot, count it."""
+        if turn.slot:
+            self.slots.give()
+        self.ctx.metrics.grpc_in_flight.dec()
+        finish(self.ctx, turn.ex, seconds)
+
+    async def _answer(self, method: _Method, context: grpc.aio.ServicerContext, metadata: dict[str, str],
+                      turn: _Turn) -> tuple[bytes | None, str]:
+        ex, call = turn.ex, None
         try:
             if method.guarded:
-                call = self._admit(metadata, ex)
-                try:
-                    request = self._read(method, requests, context, ex)
-                    with self.running:
-                        response = method.run(self, call, request, context)
-                finally:
-                    self.slots.give()
-            else:
-                response = method.run(self, None, self._read(method, requests, context, ex), context)
+                call = await self._admit(metadata, turn)
+            request = await self._read(method, context, turn)
+            response = await method.run(self, call, request, turn)
             data: bytes = response.SerializeToString()
             ex.bytes_out = len(data)
             return data, ""
-        except grpc.RpcError:
-            ex.code = grpc.StatusCode.CANCELLED  # the client left, or its message stopped arriving
+        except asyncio.CancelledError:
+            ex.code = grpc.StatusCode.CANCELLED  # the client left, or its deadline passed
             raise
+        except _Stalled as exc:
+            ex.code = grpc.StatusCode.CANCELLED
+            return None, exc.message
         except PortalError as exc:
             ex.code = status_of(exc)
             if ex.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS):
@@ -126,28 +148,37 @@ class Service:
             if call is not None:
                 ex.model, ex.version = call.state.get("model"), call.state.get("model_version")
 
-    def _admit(self, metadata: dict[str, str], ex: Exchange) -> Call:
+    async def _admit(self, metadata: dict[str, str], turn: _Turn) -> Call:
         """The caller, holding a slot; refused before the message is read."""
         try:
-            user = authenticate(self.tokens, metadata)
+            token = bearer_token(metadata)
+            user = self.tokens.cached(token)
+            if user is None:  # a database read
+                user = await asyncio.get_running_loop().run_in_executor(self.io, self.tokens.user, token)
         except AuthenticationError:
             self.ctx.metrics.grpc_rejected.labels("unauthenticated").inc()
             raise
-        ex.user = user.name
+        turn.ex.user = user.name
         if not self.slots.take():
             self.ctx.metrics.grpc_rejected.labels("busy").inc()
-            ex.code = grpc.StatusCode.RESOURCE_EXHAUSTED
             raise _Busy(f"the server is busy ({self.slots.limit} gRPC calls in flight); retry in "
                         f"{self.ctx.settings.retry_after_seconds} s")
+        turn.slot = True
         return Call(user, source="grpc")
 
-    def _read(self, method: _Method, requests: Iterator[bytes], context: grpc.ServicerContext, ex: Exchange) -> Any:
-        with self.reader.guard(context):
-            raw = next(requests, None)
-        kind = getattr(self.pb, method.request)
-        if raw is None:
+    async def _read(self, method: _Method, context: grpc.aio.ServicerContext, turn: _Turn) -> Any:
+        timeout = self.ctx.settings.body_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                raw = await context.read()
+        except TimeoutError:
+            self.ctx.metrics.grpc_rejected.labels("slow_body").inc()
+            raise _Stalled(f"the request message did not arrive within {timeout:g} s; send it at once "
+                           "(PORTAL_API_BODY_TIMEOUT_S sets the limit)") from None
+        if raw is grpc.aio.EOF or raw is None:
             raise InvalidInputError(f"no request message arrived; send one {method.request}")
-        ex.bytes_in = len(raw)
+        turn.ex.bytes_in = len(raw)
+        kind = getattr(self.pb, method.request)
         try:
             return kind.FromString(raw)
         except DecodeError:
@@ -156,48 +187,134 @@ class Service:
                 f"{len(raw):,} bytes); send the message of the Open Inference Protocol's {method.name}"
             ) from None
 
+    async def _in_thread(self, pool: ThreadPoolExecutor, turn: _Turn, func: Callable[..., Any], *args: Any,
+                         stop: _Stop | None = None) -> Any:
+        """``func(*args)`` in ``pool``; if the call ends first, ``stop`` stops the run, and the call waits for it."""
+        future = asyncio.get_running_loop().run_in_executor(pool, func, *args)
+        turn.pending = future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if stop is not None:
+                stop.fire()
+            raise
+
     # -- the methods ----------------------------------------------------------------------
-    def server_live(self, call: Call | None, request: Any, context: grpc.ServicerContext) -> Any:
+    async def server_live(self, call: Call | None, request: Any, turn: _Turn) -> Any:
         return self.pb.ServerLiveResponse(live=True)
 
-    def server_ready(self, call: Call | None, request: Any, context: grpc.ServicerContext) -> Any:
-        return self.pb.ServerReadyResponse(ready=server_ready(self.ctx)["ready"])
+    async def server_ready(self, call: Call | None, request: Any, turn: _Turn) -> Any:
+        doc = await self._in_thread(self.io, turn, server_ready, self.ctx)
+        return self.pb.ServerReadyResponse(ready=doc["ready"])
 
-    def server_metadata(self, call: Call | None, request: Any, context: grpc.ServicerContext) -> Any:
+    async def server_metadata(self, call: Call | None, request: Any, turn: _Turn) -> Any:
         return self.pb.ServerMetadataResponse(**server_metadata())
 
-    def model_ready(self, call: Call | None, request: Any, context: grpc.ServicerContext) -> Any:
+    async def model_ready(self, call: Call | None, request: Any, turn: _Turn) -> Any:
         assert call is not None
-        try:
-            model_ready_doc(self.ctx, call, request.name, request.version or None)
+        try:  # may load the model: a run's thread
+            await self._in_thread(self.runs, turn, model_ready_doc, self.ctx, call, request.name,
+                                  request.version or None)
         except NotFoundError:
             return self.pb.ModelReadyResponse(ready=False)  # as Triton: not an error, a model that is not there
         return self.pb.ModelReadyResponse(ready=True)
 
-    def model_metadata(self, call: Call | None, request: Any, context: grpc.ServicerContext) -> Any:
+    async def model_metadata(self, call: Call | None, request: Any, turn: _Turn) -> Any:
         assert call is not None
-        doc = model_metadata_doc(self.ctx, call, request.name, request.version or None)
+        doc = await self._in_thread(self.io, turn, model_metadata_doc, self.ctx, call, request.name,
+                                    request.version or None)
         tensor = self.pb.ModelMetadataResponse.TensorMetadata
         return self.pb.ModelMetadataResponse(
             name=doc["name"], versions=doc["versions"], platform=doc["platform"],
             inputs=[tensor(**t) for t in doc["inputs"]], outputs=[tensor(**t) for t in doc["outputs"]],
         )
 
-    def model_infer(self, call: Call | None, request: Any, context: grpc.ServicerContext) -> Any:
+    async def model_infer(self, call: Call | None, request: Any, turn: _Turn) -> Any:
         assert call is not None
+        key, size = (request.model_name, request.model_version or None), turn.ex.bytes_in
+        if self.ctx.cheap(key, size):
+            try:
+                return self._infer(call, request, key, size, None, inline=True)
+            except Offload:
+                pass  # not loaded yet, or its work is not bounded by its input's size
+        stop = _Stop()
+        return await self._in_thread(self.runs, turn, self._infer, call, request, key, size, stop, stop=stop)
+
+    def _infer(self, call: Call, request: Any, key: tuple[str, str | None], size: int, stop: _Stop | None, *,
+               inline: bool = False) -> Any:
+        started = time.thread_time()
 
         def decode(resolved: ModelVersion) -> InferRequest:
+            if inline and not self.ctx.inline_safe(resolved):
+                raise Offload
             signature = resolved.signature
             return decode_model_infer(request, inputs=tensor_inputs(signature),
                                       output_names=[o["name"] for o in signature["outputs"]])
 
-        resolved, parsed, prediction = self.ctx.infer(
-            call, request.model_name, request.model_version or None, decode,
-            on_deadline=functools.partial(_stop_with_call, context),
-        )
+        resolved, parsed, prediction = self.ctx.infer(call, request.model_name, request.model_version or None,
+                                                      decode, on_deadline=None if stop is None else stop.attach)
         response = self.pb.ModelInferResponse(model_name=resolved.name, model_version=str(resolved.version),
                                               id=request.id)
-        return encode_model_infer(response, prediction.outputs, parsed.outputs, raw=parsed.binary_output)
+        response = encode_model_infer(response, prediction.outputs, parsed.outputs, raw=parsed.binary_output)
+        self.ctx.record_cost(key, size, time.thread_time() - started)
+        return response
+
+
+class _Turn:
+    """One call's hold on the server: its exchange, its slot, and its run in a thread if it has one."""
+
+    __slots__ = ("ex", "slot", "pending")
+
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+        self.slot = False
+        self.pending: asyncio.Future[Any] | None = None
+
+    def end(self, release: Callable[[], None]) -> None:
+        """``release()`` now, or once the run in a thread has stopped (the call may end first)."""
+        pending = self.pending
+        if pending is None or pending.done():
+            _retrieve(pending)
+            release()
+            return
+
+        def stopped(future: asyncio.Future[Any]) -> None:
+            _retrieve(future)
+            release()
+
+        pending.add_done_callback(stopped)
+
+
+def _retrieve(future: asyncio.Future[Any] | None) -> None:
+    """Mark a run's exception as seen (the call that wanted it is gone; asyncio would log it)."""
+    if future is not None and not future.cancelled():
+        future.exception()
+
+
+class _Stop:
+    """Stops one run when its call ends first, whether the run has started or not."""
+
+    __slots__ = ("deadline", "fired")
+
+    def __init__(self) -> None:
+        self.deadline: Deadline | None = None
+        self.fired = False
+
+    def attach(self, deadline: Deadline) -> None:
+        """The run's deadline, given before the run starts (``ApiContext.predict``'s ``on_deadline``)."""
+        self.deadline = deadline
+        if self.fired:
+            _terminate(deadline)
+
+    def fire(self) -> None:
+        self.fired = True
+        if self.deadline is not None:
+            _terminate(self.deadline)
+
+
+def _terminate(deadline: Deadline) -> None:
+    deadline.fired = True
+    deadline.run_options.terminate = True  # harmless once the run is over
 
 
 class _Busy(PortalError):
@@ -206,15 +323,10 @@ class _Busy(PortalError):
     status = 429
 
 
-def _stop_with_call(context: grpc.ServicerContext, deadline: Deadline) -> None:
-    """Stop the run when the call ends first: the client's deadline passed, or it cancelled."""
+class _Stalled(PortalError):
+    """The request message did not arrive in time (the call is CANCELLED)."""
 
-    def stop() -> None:
-        deadline.fired = True
-        deadline.run_options.terminate = True  # harmless once the run is over (the call ended normally)
-
-    if not context.add_callback(stop):
-        stop()  # the call is already over
+    status = 408
 
 
 _METHODS = (

@@ -56,22 +56,34 @@ class TokenCache:
         self._lock = threading.Lock()
         self._watch = _watch(engine)
 
+    def cached(self, token: str) -> User | None:
+        """The user of ``token`` if it was checked since the database last changed, else None (no database read).
+
+        Costs one ``PRAGMA data_version`` (a read that never waits for writers:
+        the registry's database is in WAL mode), so the gRPC door may call it on
+        its event loop.
+        """
+        entry = None
+        with self._lock:
+            if self._watch is None:
+                return None
+            self._refresh()
+            entry = self._users.get(_digest(token))
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
     def user(self, token: str) -> User:
-        """The user of ``token``.
+        """The user of ``token``: from the cache, else checked against the database (a read).
 
         Raises:
             AuthenticationError: an unknown or revoked token, a disabled or deleted user (never cached).
         """
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        digest = _digest(token)
         now = time.monotonic()
         version, entry = None, None
         with self._lock:
             if self._watch is not None:  # None: not a local SQLite file, or closed
                 # read before the lookup below: a change committed after this read shows on the next call
-                version = self._watch.execute("PRAGMA data_version").fetchall()[0][0]
-                if version != self._version:
-                    self._users.clear()
-                    self._version = version
+                version = self._refresh()
                 entry = self._users.get(digest)
         if entry is not None and entry[0] > now:
             return entry[1]
@@ -85,11 +97,24 @@ class TokenCache:
                 self._users[digest] = (now + self.ttl, user)
         return user
 
+    def _refresh(self) -> int:
+        """Empty the cache if the database changed since the last look (under ``_lock``); the file's version."""
+        assert self._watch is not None
+        version: int = self._watch.execute("PRAGMA data_version").fetchall()[0][0]
+        if version != self._version:
+            self._users.clear()
+            self._version = version
+        return version
+
     def close(self) -> None:
         with self._lock:
             if self._watch is not None:
                 self._watch.close()
                 self._watch = None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _watch(engine: Any) -> sqlite3.Connection | None:
