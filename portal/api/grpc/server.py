@@ -4,10 +4,11 @@ A ``grpc.aio`` server on an event loop of its own, in a thread of its own (the
 HTTP app's loop belongs to uvicorn): the handlers are coroutines that hand to
 threads only what may block (``service.py``).  Against grpcio's thread-pool
 server, that saves a thread hand-off per call and the GIL contention of dozens
-of threads: ``bench/load.py --grpc`` measured it.  Its limits are the HTTP app's settings: messages up to
-``PORTAL_API_MAX_BODY_MB`` (gRPC answers RESOURCE_EXHAUSTED above it, before
-the handler runs), ``PORTAL_API_MAX_CONCURRENCY`` calls at once, the inference
-timeout and the body timeout.
+of threads (``bench/load.py --grpc`` has the figures).  Its limits are the HTTP
+app's settings: messages up to ``PORTAL_API_MAX_BODY_MB`` (gRPC answers
+RESOURCE_EXHAUSTED above it, before the handler runs),
+``PORTAL_API_MAX_CONCURRENCY`` calls at once, the inference timeout and the
+body timeout.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ class GrpcServer:
         except RuntimeError:  # grpcio raises where older versions returned 0
             port = 0
         if not port:
+            await server.stop(None)
             raise GrpcStartError(grpc_port_error(address))
         await server.start()
         self._server, self._stopped = server, asyncio.Event()
