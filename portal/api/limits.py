@@ -21,11 +21,16 @@ __all__ = ["Deadline", "Watchdog"]
 
 @dataclass
 class Deadline:
-    """The run options of one guarded run, and whether the watchdog stopped it."""
+    """The run options of one guarded run, and whether it was stopped (by the watchdog, or its door)."""
 
     at: float
     run_options: ort.RunOptions = field(default_factory=ort.RunOptions)
     fired: bool = False
+
+    def stop(self) -> None:
+        """Stop the run at onnxruntime's next node (harmless once it is over)."""
+        self.fired = True
+        self.run_options.terminate = True
 
 
 class Watchdog:
@@ -77,8 +82,7 @@ class Watchdog:
                 if wait > 0:
                     self._cond.wait(min(wait, self.timeout))
                     continue
-                first.fired = True
-                first.run_options.terminate = True
+                first.stop()
                 del self._pending[key]
 
     def close(self) -> None:

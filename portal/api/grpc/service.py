@@ -304,17 +304,12 @@ class _Stop:
         """The run's deadline, given before the run starts (``ApiContext.predict``'s ``on_deadline``)."""
         self.deadline = deadline
         if self.fired:
-            _terminate(deadline)
+            deadline.stop()
 
     def fire(self) -> None:
         self.fired = True
         if self.deadline is not None:
-            _terminate(self.deadline)
-
-
-def _terminate(deadline: Deadline) -> None:
-    deadline.fired = True
-    deadline.run_options.terminate = True  # harmless once the run is over
+            self.deadline.stop()
 
 
 class _Busy(PortalError):

@@ -63,7 +63,6 @@ class TokenCache:
         the registry's database is in WAL mode), so the gRPC door may call it on
         its event loop.
         """
-        entry = None
         with self._lock:
             if self._watch is None:
                 return None
